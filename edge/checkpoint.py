@@ -1,0 +1,138 @@
+"""edgevid checkpoints: load, validate and save, never executing pickled code.
+
+An edgevid checkpoint is a ``torch.save``d dict::
+
+    {"format": "edgevid", "version": 1, "variant": "<tag>", "num_classes": int,
+     "state_dict": {...}, "meta": {...}}
+
+Loading uses ``torch.load(weights_only=True)``: a file whose pickle needs code to
+run is refused with a message that says so.  Saving is atomic (write + rename).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from edge.errors import BadInput
+from edge.variant import Variant
+
+FORMAT = "edgevid"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    variant: Variant
+    num_classes: int
+    state_dict: Mapping[str, torch.Tensor]
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_pickle(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure as one ``BadInput`` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise BadInput(
+                f"{path}: refused - unpickling it would execute code (loaded with weights_only=True; "
+                "only tensors and plain containers are allowed)") from None
+        raise BadInput(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise BadInput(f"{path}: truncated or not a torch checkpoint ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def as_state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded object: a bare state dict, or one under
+    ``state_dict`` / ``model_state`` (PyTorchVideo) / ``model``."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+        if obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+            return dict(obj)
+    raise BadInput(f"{path}: not a state dict (expected a mapping of parameter names to tensors)")
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Raise ``BadInput`` naming the first missing, unexpected or mis-shaped key."""
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise BadInput(f"{path}: key {key!r} missing from the checkpoint")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise BadInput(f"{path}: shape mismatch at {key!r}: checkpoint {tuple(state[key].shape)}, "
+                           f"model {tuple(tensor.shape)}")
+    for key in state:
+        if key not in expected:
+            raise BadInput(f"{path}: unexpected key {key!r} (not in the model)")
+
+
+def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> nn.Module:
+    check_state_dict(model, state, path)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    obj = load_pickle(path)
+    if not (isinstance(obj, Mapping) and obj.get("format") == FORMAT):
+        raise BadInput(f"{path}: not an edgevid checkpoint (convert PyTorchVideo files with "
+                       "`edgevid convert-ckpt`)")
+    if obj.get("version") != VERSION:
+        raise BadInput(f"{path}: edgevid checkpoint version {obj.get('version')!r}, expected {VERSION}")
+    try:
+        variant = Variant.from_tag(str(obj["variant"]))
+        num_classes = int(obj["num_classes"])
+    except KeyError as e:
+        raise BadInput(f"{path}: edgevid checkpoint lacks {e.args[0]!r}") from None
+    return Checkpoint(variant, num_classes, as_state_dict(obj["state_dict"], path), dict(obj.get("meta", {})))
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, variant: Variant, num_classes: int,
+                    meta: Mapping[str, Any] | None = None) -> Path:
+    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "variant": variant.tag, "num_classes": num_classes,
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "meta": dict(meta or {})}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(path: str | Path, variant: Variant | None = None) -> tuple[nn.Module, Checkpoint]:
+    """Build the checkpoint's model (or ``variant``'s, same model/width) and load the weights."""
+    from edge.models import create_model
+
+    ckpt = load_checkpoint(path)
+    v = variant or ckpt.variant
+    if v.model != ckpt.variant.model:
+        raise BadInput(f"{path}: checkpoint holds {ckpt.variant.model}, not {v.model}")
+    model = create_model(v, num_classes=ckpt.num_classes)
+    load_into(model, ckpt.state_dict, path)
+    return model.eval(), ckpt

@@ -1,0 +1,86 @@
+"""The model zoo registry.
+
+``MODELS`` is a dict literal of pure data so that code which only needs names and
+default shapes (``Variant``, the harness, the on-device agent) imports no torch.
+Each entry names its builder as ``"module:function"``; ``create_model`` imports the
+family module lazily.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from edge.errors import BadInput
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.nn as nn
+
+    from edge.variant import Variant
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the zoo knows about a model before building it.
+
+    ``frames`` x ``resolution`` is the default single-clip input (the one the
+    published GFLOPs refer to); ``num_classes`` the default head size.
+    """
+
+    name: str
+    family: str
+    builder: str
+    frames: int
+    resolution: int
+    num_classes: int
+    description: str
+
+    def build_fn(self) -> Callable[..., "nn.Module"]:
+        module, fn = self.builder.split(":")
+        return getattr(importlib.import_module(module), fn)
+
+
+MODELS: dict[str, ModelInfo] = {
+    "x3d_xs": ModelInfo("x3d_xs", "x3d", "edge.models.x3d:x3d_xs", 4, 160, 400,
+                        "X3D-XS (Feichtenhofer 2020), 3x3x3 depthwise bottlenecks"),
+    "x3d_s": ModelInfo("x3d_s", "x3d", "edge.models.x3d:x3d_s", 13, 160, 400,
+                       "X3D-S"),
+    "x3d_m": ModelInfo("x3d_m", "x3d", "edge.models.x3d:x3d_m", 16, 224, 400,
+                       "X3D-M"),
+    "x3d_l": ModelInfo("x3d_l", "x3d", "edge.models.x3d:x3d_l", 16, 312, 400,
+                       "X3D-L (depth factor 5.0)"),
+    "ghostnet_100": ModelInfo("ghostnet_100", "ghost", "edge.models.ghost:ghostnet_100", 1, 224, 1000,
+                              "image GhostNet-1.0x per frame, frames averaged"),
+    "ghost_tsm": ModelInfo("ghost_tsm", "ghost", "edge.models.ghost:ghost_tsm", 8, 160, 400,
+                           "GhostNet-1.0x per frame with temporal shift, temporal pooling"),
+    "gghost_tsm": ModelInfo("gghost_tsm", "ghost", "edge.models.ghost:gghost_tsm", 8, 160, 400,
+                            "G-Ghost stages (cheap-feature concat) per frame with temporal shift"),
+    "convnet2d_s": ModelInfo("convnet2d_s", "convnet2d", "edge.models.convnet2d:convnet2d_s", 8, 160, 400,
+                             "2D-only ConvNet (standard operators), small"),
+    "convnet2d_m": ModelInfo("convnet2d_m", "convnet2d", "edge.models.convnet2d:convnet2d_m", 16, 160, 400,
+                             "2D-only ConvNet (standard operators), medium"),
+}
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; unknown names list the valid ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise BadInput(f"unknown model {name!r}; valid models: {', '.join(MODELS)}") from None
+
+
+def create_model(variant: "Variant", num_classes: int | None = None) -> "nn.Module":
+    """Build the float model for ``variant`` (width, frames, resolution), untrained.
+
+    Input of the returned module: (B, 3, variant.frames, variant.resolution,
+    variant.resolution) float32; output (B, num_classes) logits.
+    """
+    info = model_info(variant.model)
+    build = info.build_fn()
+    return build(
+        num_classes=info.num_classes if num_classes is None else num_classes,
+        frames=variant.frames,
+        resolution=variant.resolution,
+        width=variant.width,
+    )
