@@ -1,0 +1,66 @@
+"""Generic checks run over every registered model: forward shapes at two input
+sizes, complexity figures, static ONNX export and onnxruntime parity."""
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edge.export import INPUT_NAME, export_onnx
+from edge.flops import complexity
+from edge.models import MODELS, create_model
+from edge.variant import Variant
+from helpers import randomize_bn
+
+SMALL = [(4, 64), (6, 96)]  # (frames, resolution)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("frames, resolution", SMALL)
+def test_forward_shape(name, frames, resolution):
+    model = create_model(Variant(name, frames=frames, resolution=resolution), num_classes=7).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, frames, resolution, resolution))
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_width_multiplier_shrinks_the_model(name):
+    v = Variant(name, frames=4, resolution=64)
+    full = complexity(create_model(v), v.input_shape)
+    half = complexity(create_model(v.with_(width=0.5)), v.input_shape)
+    assert 0 < half.params < full.params
+    assert 0 < half.macs < full.macs
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_macs_grow_with_frames_and_resolution(name):
+    small = Variant(name, frames=4, resolution=64)
+    c1 = complexity(create_model(small), small.input_shape)
+    c2 = complexity(create_model(small.with_(frames=8)), small.with_(frames=8).input_shape)
+    c3 = complexity(create_model(small.with_(resolution=128)), small.with_(resolution=128).input_shape)
+    assert c2.params == c1.params == c3.params  # shapes change compute, not weights
+    assert c2.macs > 1.8 * c1.macs  # every layer runs per frame (2x frames, ~2x compute)
+    assert c3.macs > 3.5 * c1.macs  # 2x side, ~4x compute
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_onnx_export_matches_onnxruntime(name, tmp_path):
+    import onnxruntime as ort
+
+    v = Variant(name, frames=4, resolution=64)
+    model = randomize_bn(create_model(v, num_classes=11))
+    res = export_onnx(model, v.input_shape, tmp_path / "m.onnx")
+    proto = onnx.load(res.path)
+    assert res.opset >= 17
+    assert res.output_shape == (1, 11)
+    for value in list(proto.graph.input) + list(proto.graph.output):  # static shapes only
+        dims = value.type.tensor_type.shape.dim
+        assert all(d.HasField("dim_value") and d.dim_value > 0 for d in dims), value.name
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    x = np.random.default_rng(0).standard_normal(v.input_shape).astype(np.float32)
+    sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {INPUT_NAME: x})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() < 1e-4
