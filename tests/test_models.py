@@ -41,7 +41,7 @@ def test_macs_grow_with_frames_and_resolution(name):
     c3 = complexity(create_model(small.with_(resolution=128)), small.with_(resolution=128).input_shape)
     assert c2.params == c1.params == c3.params  # shapes change compute, not weights
     assert c2.macs > 1.8 * c1.macs  # every layer runs per frame (2x frames, ~2x compute)
-    assert c3.macs > 3.5 * c1.macs  # 2x side, ~4x compute
+    assert c3.macs > 3.0 * c1.macs  # 2x side: ~4x compute, less the resolution-independent head
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -49,7 +49,7 @@ def test_onnx_export_matches_onnxruntime(name, tmp_path):
     import onnxruntime as ort
 
     v = Variant(name, frames=4, resolution=64)
-    model = randomize_bn(create_model(v, num_classes=11))
+    model = randomize_bn(create_model(v, num_classes=11), v.input_shape)
     res = export_onnx(model, v.input_shape, tmp_path / "m.onnx")
     proto = onnx.load(res.path)
     assert res.opset >= 17
