@@ -56,8 +56,11 @@ The paper's figures use this convention (multiply-adds at the frames x crop of
 the table, one clip).  XS is 0.9% above its published 0.60 only through
 rounding: all but 0.0017 G of the count scales with frames, and S's published
 1.96 x 4/13 = 0.603.  PyTorchVideo's model zoo quotes 0.91 / 2.96 / 6.72 /
-26.64 GFLOPs for the same networks because it counts at its test-time crop
-(short side 182 / 182 / 256 / 356), not at 160 / 160 / 224 / 312.
+26.64 GFLOPs for the same networks: per view at its test-time crop (short side
+182 / 182 / 256 / 356, 3 spatial x 10 temporal views), counted by PySlowFast.
+Those are not comparable with the paper's table.  At those crops this counter
+gives 0.839 / 2.722 / 6.181 / 24.764 (0.853 / 2.768 / 6.288 / 25.136 if BN
+outputs are added); the rest of that gap is not traced.
 """
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from edge.errors import BadInput
 from edge.models.common import Swish, scale_channels
 
 # Channel counts of the published model (PyTorchVideo width_factor 2.0).
@@ -285,7 +289,7 @@ def create_x3d(num_classes: int, frames: int, resolution: int, width: float, dep
     Input (B, 3, frames, resolution, resolution); output (B, num_classes) logits.
     """
     if frames < 1 or resolution < 1:
-        raise ValueError(f"frames and resolution must be positive, got {frames} x {resolution}")
+        raise BadInput(f"X3D: frames and resolution must be positive, got {frames} x {resolution}")
     blocks: list[nn.Module] = [Stem(3, scale_channels(STEM_CHANNELS, width, CHANNEL_DIVISOR))]
     dim_in = STEM_CHANNELS
     for base_depth, dim_out in zip(BASE_DEPTHS, STAGE_CHANNELS):
