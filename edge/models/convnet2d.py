@@ -1,37 +1,40 @@
 """2D-only ConvNets (``convnet2d`` family) for boards that run standard operators only.
 
-The exported graph holds Conv, BatchNormalization (folded into Conv by the
-exporter or onnxslim), Relu, Add, Concat, Slice, GlobalAveragePool, AveragePool,
-Reshape and Gemm - no 3D operator, no LayerNorm / GELU / Swish / Sigmoid, and no
-Transpose (see ``frames_to_batch``).  That is the operator set of the Vitis AI
+Exported (TorchScript or dynamo exporter, then onnxslim) the graph holds only
+Conv (BatchNorm folded in), Relu, Add, Concat, Slice, AveragePool, Reshape and
+Gemm: no 3D operator, no Transpose, no LayerNorm / GELU / Swish / Sigmoid, and
+no tensor above rank 4 but the network input - the operator set of the Vitis AI
 DPU, FINN and hls4ml.
 
-Layout.  The net works on frames folded into the batch axis **time-major**:
-``(T*B, C, H, W)``, row ``t*B + b`` holding frame ``t`` of clip ``b``.  Moving
-the input ``(B, 3, T, H, W)`` there with ``permute + reshape`` costs one 5D
-Transpose at the input; cutting the clip into its ``T`` frames with Slice and
-concatenating them along the batch axis costs the same single copy of the input
-and keeps Transpose out of the graph, so that is what ``frames_to_batch`` does.
-Time-major rows make every temporal operation a slice of whole ``B``-row blocks
-along axis 0 - no Reshape in the body at all.
+Layout.  The net works on frames folded into the batch axis, **time-major**:
+``(T*B, C, H, W)``, row ``t*B + b`` holding frame ``t`` of clip ``b``.
+``frames_to_batch`` gets there from the (B, 3, T, H, W) input by a Reshape to
+(B*3, T, H, W), one Slice + Reshape per frame and one Concat - the same single
+copy of the input that ``permute + reshape`` makes, but without the rank-5
+Transpose (onnxruntime runs both in the same time, within noise).  Time-major
+rows make every temporal operation a slice of whole ``B``-row blocks along axis
+0, so the body needs no Reshape at all; the head needs two.
 
 Temporal modelling, with standard operators only:
 
-- ``TemporalShift`` (TSM, Lin et al. 2019): 1/8 of the channels move one frame
-  forward, 1/8 one frame back, the frames shifted past either end are replaced
-  by zeros - Slice + Concat with a zero constant, not ``torch.roll``.  It sits
-  at the head of the residual branch of the early stages' blocks.
+- ``TemporalShift`` (TSM, Lin et al. 2019): 1/8 of the channels come from the
+  previous frame, 1/8 from the next one, zeros past either end of the clip -
+  Slice + Concat with a zero constant, not ``torch.roll``.  It heads the
+  residual branch of the blocks of the early and middle stages.
 - ``TemporalConv``: a (k x 1) convolution over time - exactly a Conv2d with a
-  (k, 1) kernel over the ``(B, C, T, H*W)`` layout - written as the
-  concatenation of the k frame-shifted copies along channels followed by one
-  1x1 Conv2d, which needs no Transpose.  ``TemporalConv.as_kx1_weight`` gives
-  the equivalent (k, 1) kernel.  It is the expansion conv of every block of the
-  last stages (SlowFast puts its temporal kernels in res4/res5 the same way).
+  (k, 1) kernel over the (B, C, T, H*W) layout (``as_kx1_weight``) - computed
+  as one 1x1 Conv2d over the channel concatenation of the k frame-shifted
+  copies, which needs no Transpose.  It is the expansion conv of every block of
+  the last stage(s), where maps are small (SlowFast puts its temporal kernels
+  in res4/res5 the same way).
+
+Without these two modules the net would be blind to frame order (per-frame 2D
+layers, then a mean over time).
 
 Blocks are MobileNetV2 inverted residuals (1x1 expand, 3x3 depthwise as a
 grouped Conv2d, 1x1 project) with BN and ReLU (not ReLU6, which exports as
-Clip).  Head: 1x1 conv, global average pool over space (GlobalAveragePool) then
-time (AveragePool), Linear.
+Clip).  Head: 1x1 conv, then whole-map AveragePools over space and over time
+(the dynamo exporter turns adaptive pooling into ReduceMean), Linear.
 
 Any T >= 1 and any H, W work; ``frames`` and ``resolution`` of the builders are
 the default input the FLOP figures refer to and are stored on the model.
@@ -53,10 +56,12 @@ Temporal = Literal["none", "shift", "conv"]
 def frames_to_batch(x: torch.Tensor) -> torch.Tensor:
     """(B, C, T, H, W) -> (T*B, C, H, W), time-major (row ``t*B + b``).
 
-    Exports as T Slice + T Reshape + one Concat (no Transpose).
+    Exports as one Reshape to (B*C, T, H, W), T Slice + T Reshape and one
+    Concat: no Transpose, and no tensor above rank 4 but the network input.
     """
     b, c, t, h, w = x.shape
-    return torch.cat([x[:, :, i:i + 1].reshape(b, c, h, w) for i in range(t)], dim=0)
+    x = x.reshape(b * c, t, h, w)
+    return torch.cat([x[:, i:i + 1].reshape(b, c, h, w) for i in range(t)], dim=0)
 
 
 def shift_frames(x: torch.Tensor, frames: int, offset: int) -> torch.Tensor:
@@ -184,6 +189,8 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class NetSpec:
+    """Stem conv channels, the stages in order, head 1x1-conv channels (all at width 1.0)."""
+
     stem: int
     stages: tuple[StageSpec, ...]
     head: int
@@ -215,15 +222,25 @@ class ConvNet2d(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        # He init over fan-in (right for depthwise convs too, unlike fan-out);
+        # the projections, which no ReLU follows, at gain 1, halved on residual
+        # branches so that the untrained net in eval mode (BN statistics 0 / 1)
+        # keeps logits of order 1 instead of growing with depth.  Every conv is
+        # followed by BN, so none of these scales matters to training.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
+        with torch.no_grad():
+            for block in self.blocks:
+                nn.init.kaiming_normal_(block.project.weight, mode="fan_in", nonlinearity="linear")
+                if block.residual:
+                    block.project.weight.mul_(0.5)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) -> (B, head_channels): pooled over space and time."""
@@ -231,8 +248,10 @@ class ConvNet2d(nn.Module):
         y = self.stem(frames_to_batch(x))
         for block in self.blocks:
             y = block(y, t)
-        y = F.adaptive_avg_pool2d(self.head(y), 1)  # (T*B, C, 1, 1): GlobalAveragePool
-        y = F.avg_pool2d(y.reshape(1, 1, t, -1), (t, 1))  # mean over time: AveragePool
+        y = self.head(y)
+        # Whole-map AveragePools, stride 1 (the DPU allows strides up to 8 only).
+        y = F.avg_pool2d(y, tuple(y.shape[2:]), stride=1)  # (T*B, C, 1, 1): mean over space
+        y = F.avg_pool2d(y.reshape(1, 1, t, -1), (t, 1), stride=1)  # (1, 1, 1, B*C): mean over time
         return y.reshape(b, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -246,22 +265,23 @@ _SMALL = NetSpec(
         StageSpec(4, 24, 2, 2, "shift"),
         StageSpec(4, 32, 3, 2, "shift"),
         StageSpec(4, 64, 3, 2, "shift"),
-        StageSpec(4, 96, 2, 1, "conv"),
+        StageSpec(4, 96, 2, 1, "shift"),
         StageSpec(4, 160, 2, 2, "conv"),
     ),
     head=640,
 )
 
+# MobileNetV2-1.0 stages with expansion 4 instead of 6.
 _MEDIUM = NetSpec(
     stem=32,
     stages=(
         StageSpec(1, 16, 1, 1, "none"),
-        StageSpec(6, 24, 2, 2, "shift"),
-        StageSpec(6, 32, 3, 2, "shift"),
-        StageSpec(6, 64, 4, 2, "shift"),
-        StageSpec(6, 96, 3, 1, "conv"),
-        StageSpec(6, 160, 3, 2, "conv"),
-        StageSpec(6, 320, 1, 1, "conv"),
+        StageSpec(4, 24, 2, 2, "shift"),
+        StageSpec(4, 32, 3, 2, "shift"),
+        StageSpec(4, 64, 4, 2, "shift"),
+        StageSpec(4, 96, 3, 1, "shift"),
+        StageSpec(4, 160, 3, 2, "conv"),
+        StageSpec(4, 320, 1, 1, "conv"),
     ),
     head=1280,
 )
@@ -275,5 +295,5 @@ def convnet2d_s(num_classes: int = 400, frames: int = 8, resolution: int = 160,
 
 def convnet2d_m(num_classes: int = 400, frames: int = 16, resolution: int = 160,
                 width: float = 1.0) -> nn.Module:
-    """Medium 2D-only ConvNet, MobileNetV2-1.0 layout (input (B, 3, 16, 160, 160) by default)."""
+    """Medium 2D-only ConvNet (input (B, 3, 16, 160, 160) by default)."""
     return ConvNet2d(_MEDIUM, num_classes, frames, resolution, width)
