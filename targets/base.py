@@ -9,7 +9,7 @@ An artifact is a directory holding the model file(s) and ``artifact.json``::
      "output": {"name": "logits", "shape": [1, 400], "dtype": "float32"},
      "model_file": "model.onnx", "files": {"model.onnx": "<sha256>", ...},
      "tools": {"onnxruntime": "1.32.0", ...}, "fidelity": {...} | null,
-     "status": "ok" | "failed", "notes": {...}}
+     "status": "ok" | "failed" | "unbuilt", "notes": {...}}
 
 ``load`` verifies every sha256 first and refuses a tampered or truncated artifact.
 Runners take and return numpy and import no torch; nothing in this module does.

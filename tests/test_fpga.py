@@ -283,3 +283,15 @@ def test_lower_refuses_unknown_target_and_targets_without_an_opset(toy_onnx: Pat
     assert main(["check-ops", "--target", "nope", str(toy_onnx)]) == 2
     assert main(["lower", "--target", "fpga", str(toy_onnx), str(tmp_path / "no" / "o.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_compile_variant_keeps_the_failed_artifact_in_out(tmp_path: Path) -> None:
+    """Through edge.compile the failed artifact lands in --out (marked failed) and the message names --out."""
+    from edge.compile import compile_variant
+
+    out = tmp_path / "art"
+    with pytest.raises(GateFailed) as e:
+        compile_variant(Variant("x3d_xs", frames=2, resolution=32), "fpga", out)
+    assert str(out) in str(e.value) and ".art." not in str(e.value)
+    assert Artifact.read(out).status == "failed"
+    assert [p.name for p in tmp_path.iterdir()] == ["art"]  # no temporary folder left
