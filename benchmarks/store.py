@@ -4,7 +4,7 @@ and accuracy/fidelity figures.
 Location: ``--db PATH``, else ``$EDGEVID_DB``, else ``./edgevid.sqlite``
 (``default_path``).
 
-Tables (schema version 2, ``PRAGMA user_version``; ``PRAGMA application_id``
+Tables (schema version 3, ``PRAGMA user_version``; ``PRAGMA application_id``
 marks the file as an edgevid store):
 
 * ``devices`` - one row per (fingerprint id, user-given name), the latest
@@ -20,7 +20,14 @@ marks the file as an edgevid store):
   (0 for a measurement), ``source`` ("local" or "import:FILE"), time; ``uid``
   is unique, so importing the same results twice adds nothing;
 * ``accuracy`` - metric values per (variant, target, artifact, metric, dataset):
-  top-1 on labelled clips, ``fidelity.*`` figures of an artifact.
+  top-1 on labelled clips, ``fidelity.*`` figures of an artifact;
+* ``features`` - per variant tag, the graph features the latency predictor fits
+  (``benchmarks.features``), as JSON, per feature ``version``.
+
+Predictions (``add_prediction``) are rows of ``measurements`` with
+``predicted = 1``, no artifact and no raw samples (``n = 0``); their ``runtime``
+JSON says how they were predicted.  One prediction per (device, target, variant,
+threads): predicting again replaces it.
 
 Writes: one transaction per measurement (``BEGIN IMMEDIATE``), WAL journal so
 readers never block on a writer and see only committed measurements; a busy
@@ -120,6 +127,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created REAL NOT NULL,
             UNIQUE (variant, target, artifact_sha256, metric, dataset))""",
     ),
+    (  # 3: graph features of variants (inputs of the latency predictor)
+        """CREATE TABLE features (
+            variant TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            features TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            PRIMARY KEY (variant, version))""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -137,6 +153,19 @@ class DeviceRow:
     fingerprint: DeviceInfo
     first_seen: float
     last_seen: float
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """A stored artifact: content hash, target, variant tag, precision, its files' hashes
+    and the folder it was last measured from (None when unknown)."""
+
+    sha256: str
+    target: str
+    variant: str
+    precision: str
+    files: Mapping[str, str]
+    path: str | None
 
 
 @dataclass(frozen=True)
@@ -276,6 +305,40 @@ class Store:
             self._put_accuracy(c, variant, target, artifact_sha256, metric, float(value), dataset, source,
                                time.time())
 
+    def add_prediction(self, device: DeviceRow, target: str, variant: str, threads: int,
+                       latency_ms: Mapping[str, float], peak_mb: float | None, how: Mapping[str, Any],
+                       source: str = "predict") -> None:
+        """Store (or replace) the predicted figures of a configuration: ``latency_ms`` maps
+        min/p50/p90/p99/mean to milliseconds (p50 required), ``peak_mb`` the predicted peak
+        memory, ``how`` (JSON) the predictor and its training set.  Stored with
+        ``predicted = 1``, no artifact and no raw samples (``n = 0``)."""
+        if "p50" not in latency_ms:
+            raise ValueError("a prediction needs at least p50")
+        uid = f"predicted:{device.device_id}:{device.name}:{target}:{variant}:{threads}"
+        mean = latency_ms.get("mean")
+        precision = variant_fields(variant)["precision"] or ""
+        now = time.time()
+        with self._tx() as c:
+            c.execute("DELETE FROM measurements WHERE uid = ? AND predicted = 1", (uid,))
+            c.execute(
+                """INSERT INTO measurements (uid, device, artifact, target, variant, precision, threads, affinity,
+                   warmup_calls, samples_ns, n, min_ms, p50_ms, p90_ms, p99_ms, mean_ms, std_ms, throughput,
+                   load_ms, first_call_ms, peak_mb, base_mb, runtime, predicted, source, created, memory_method,
+                   isolated) VALUES (?, ?, NULL, ?, ?, ?, ?, NULL, 0, '[]', 0, ?, ?, ?, ?, ?, NULL, ?, NULL, NULL,
+                   ?, NULL, ?, 1, ?, ?, ?, 0)""",
+                (uid, device.key, target, variant, precision, int(threads), latency_ms.get("min"),
+                 latency_ms["p50"], latency_ms.get("p90"), latency_ms.get("p99"), mean,
+                 None if not mean else 1000.0 / mean, peak_mb, dumps(how), source, now,
+                 "predicted" if peak_mb is not None else ""))
+
+    def put_features(self, variant: str, version: int, features: Mapping[str, Any], source: str = "") -> None:
+        """Store (or replace) the graph features of a variant tag (``benchmarks.features``)."""
+        with self._tx() as c:
+            c.execute("""INSERT INTO features (variant, version, features, source, created) VALUES (?, ?, ?, ?, ?)
+                         ON CONFLICT (variant, version) DO UPDATE SET features = excluded.features,
+                           source = excluded.source, created = excluded.created""",
+                      (variant, int(version), dumps(features), source, time.time()))
+
     @staticmethod
     def _put_accuracy(c: sqlite3.Connection, variant: str, target: str, sha: str, metric: str, value: float,
                       dataset: str, source: str, created: float) -> None:
@@ -340,6 +403,13 @@ class Store:
         """Whether a (non-predicted) measurement exists for this device and target at ``threads``,
         of the artifact with ``artifact_sha256`` or, when only ``variant`` is given, of any artifact
         of that variant tag (for resumable sweeps)."""
+        return self.measurement_count(device, target, threads, artifact_sha256=artifact_sha256,
+                                      variant=variant, limit=1) > 0
+
+    def measurement_count(self, device: DeviceInfo | DeviceRow, target: str, threads: int, *,
+                          artifact_sha256: str | None = None, variant: str | None = None,
+                          limit: int | None = None) -> int:
+        """How many (non-predicted) measurements ``has_measurement`` would find (at most ``limit``)."""
         if (artifact_sha256 is None) == (variant is None):
             raise ValueError("give exactly one of artifact_sha256 and variant")
         device_id = device.id if isinstance(device, DeviceInfo) else device.device_id
@@ -353,7 +423,9 @@ class Store:
         else:
             sql += "AND m.variant = ?"
             params.append(variant)
-        return self._conn.execute(sql + " LIMIT 1", params).fetchone() is not None
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return int(self._conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
 
     def measurements(self, device: str | DeviceRow | None = None, target: str | None = None,
                      variant: str | None = None, include_predicted: bool = True,
@@ -396,6 +468,23 @@ class Store:
                 newest[(m.device_key, m.target, m.variant, m.threads, m.predicted)] = m
             out = sorted(newest.values(), key=lambda m: (m.created, m.id))
         return out
+
+    def features(self, version: int) -> dict[str, dict[str, Any]]:
+        """variant tag -> stored graph features of that ``version``."""
+        return {v: json.loads(f) for v, f in self._conn.execute(
+            "SELECT variant, features FROM features WHERE version = ?", (int(version),))}
+
+    def artifacts(self, variant: str | None = None) -> list[ArtifactRow]:
+        """Stored artifacts (of one variant tag when given), oldest first."""
+        sql = "SELECT sha256, target, variant, precision, files, path FROM artifacts "
+        rows = self._conn.execute(sql + ("WHERE variant = ? ORDER BY id" if variant else "ORDER BY id"),
+                                  (variant,) if variant else ()).fetchall()
+        return [ArtifactRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def accuracy(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """Every accuracy figure: (variant, target, artifact sha) -> {metric[@dataset]: value}
+        (target "" and sha "" where a figure holds for every target or artifact)."""
+        return self._accuracy()
 
     def _accuracy(self) -> dict[tuple[str, str, str], dict[str, float]]:
         """(variant, target, artifact sha) -> {metric[@dataset]: value}."""
