@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 # Option device -> execution providers in priority order (CPU always last, as fallback).
 DEVICE_PROVIDERS: dict[str, tuple[str, ...]] = {
     "cpu": ("CPUExecutionProvider",),
@@ -145,7 +145,9 @@ class OnnxRuntimeTarget:
                 calib: Iterable[np.ndarray] | None = None) -> Artifact:
         """Export (or copy) the ONNX model into ``workdir`` and write the artifact.
 
-        fp16: float16 conversion, float32 input/output kept.  int8 is refused for now.
+        fp16: float16 conversion, float32 input/output kept.  int8: static QDQ
+        quantization (``quant.ort``) calibrated on ``calib`` (clips (1, 3, T, H, W) float32,
+        or a ``quant.calib.CalibSet``, whose method is used).
         """
         import onnx
         import onnxruntime as ort
@@ -169,6 +171,8 @@ class OnnxRuntimeTarget:
             onnx.save_model(fp16.model, str(path))
             notes["fp16"] = ("weights and activations float16, input/output float32; native on the CUDA/"
                              "TensorRT EPs, computed in float32 via casts on the x86 CPU EP")
+        elif variant.precision == "int8":
+            notes["quant"] = quantize_qdq(path, spec_in, calib, tensorrt=False)
         reasons = self.check(path)
         if reasons:
             raise GateFailed(f"{variant.tag}: onnxruntime cannot run the model:\n  " + "\n  ".join(reasons))
@@ -195,3 +199,20 @@ class OnnxRuntimeTarget:
         log.info("loaded %s on %s", artifact.path, ", ".join(runner.providers))
         return runner
 
+
+def quantize_qdq(path: Path, spec_in: Any, calib: Iterable[np.ndarray] | None, tensorrt: bool) -> dict[str, Any]:
+    """Replace the fp32 ONNX model at ``path`` by its int8 QDQ model (``quant.ort``),
+    calibrated on ``calib``; returns the recipe notes.  Shared with the tensorrt target."""
+    from quant.calib import calib_clips, check_clips
+    from quant.ort import ort_recipe, quantize_onnx
+
+    clips, method = calib_clips(calib)
+    if not clips:
+        raise BadInput(f"{path.parent}: int8 needs calibration clips (compile(..., calib=clips) or --calib PATH)")
+    check_clips(clips, spec_in.shape, "calibration")
+    fp32 = path.with_name("model.fp32.onnx")
+    path.rename(fp32)
+    try:
+        return quantize_onnx(fp32, path, clips, ort_recipe(method, tensorrt=tensorrt), spec_in.name)
+    finally:
+        fp32.unlink(missing_ok=True)

@@ -65,8 +65,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
-PRECISIONS = ("fp32", "fp16")
-_HINT = {"fp32": "f32", "fp16": "f16"}
+PRECISIONS = ("fp32", "fp16", "int8")
+_HINT = {"fp32": "f32", "fp16": "f16", "int8": "f32"}  # int8: FakeQuantize ops run as int8, the rest in f32
 FRONT_END = "onnx"
 
 
@@ -148,7 +148,11 @@ class OpenVinoTarget:
     # ------------------------------------------------------------------ compile
     def compile(self, model: ModelSource, variant: "Variant", workdir: str | Path,
                 calib: Iterable[np.ndarray] | None = None) -> Artifact:
-        """ONNX -> IR (+ compiled blob for the build device) in ``workdir``."""
+        """ONNX -> IR (+ compiled blob for the build device) in ``workdir``.
+
+        int8: ``nncf.quantize`` (``quant.openvino``) on the ov.Model, calibrated on
+        ``calib`` (clips (1, 3, T, H, W) float32, or a ``quant.calib.CalibSet``).
+        """
         import openvino as ov
 
         from targets.onnx_io import io_specs, load_onnx, prepare_onnx
@@ -168,6 +172,8 @@ class OpenVinoTarget:
             if reasons:
                 raise GateFailed(f"{variant.tag}: openvino cannot run {len(reasons)} op(s):\n  "
                                  + "\n  ".join(reasons))
+            if variant.precision == "int8":
+                ov_model, notes["quant"] = _quantize(ov_model, spec_in, calib)
             ov.save_model(ov_model, str(workdir / MODEL_FILE), compress_to_fp16=variant.precision == "fp16")
         compiled = core.compile_model(str(workdir / MODEL_FILE), device, self.compile_config(variant.precision))
         notes.update(front_end=FRONT_END, device=device,
@@ -240,3 +246,15 @@ def _front_end_reasons(e: BaseException) -> list[str]:
 def _type_name(t: Any) -> str:
     """'f32' for an ``ov.Type`` (its ``to_string``), else ``str``."""
     return t.to_string() if hasattr(t, "to_string") else str(t)
+
+
+def _quantize(model: Any, spec_in: Any, calib: Iterable[np.ndarray] | None) -> tuple[Any, dict[str, Any]]:
+    """The NNCF int8 model of ``model`` and its notes (see ``quant.openvino``)."""
+    from quant.calib import calib_clips, check_clips
+    from quant.openvino import NncfQuant, quantize_ov
+
+    clips, method = calib_clips(calib)
+    if not clips:
+        raise BadInput("openvino: int8 needs calibration clips (compile(..., calib=clips) or --calib PATH)")
+    check_clips(clips, spec_in.shape, "calibration")
+    return quantize_ov(model, clips, NncfQuant(method=method))

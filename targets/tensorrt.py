@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 ENGINE_FILE = "model.engine"
-PRECISIONS = ("fp32", "fp16")  # int8 (explicit Q/DQ) arrives with the quant issue
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: explicit Q/DQ ONNX (quant.ort, TensorRT recipe)
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 WORKSPACE_BYTES = 1 << 30
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -464,6 +464,10 @@ class TensorRtTarget:
         workdir.mkdir(parents=True, exist_ok=True)
         onnx_path, notes = prepare_onnx(model, variant, workdir / ONNX_FILE)
         spec_in, spec_out = io_specs(load_onnx(onnx_path), onnx_path)
+        if variant.precision == "int8":
+            from targets.onnxruntime import quantize_qdq
+
+            notes["quant"] = quantize_qdq(onnx_path, spec_in, calib, tensorrt=True)
         reasons = self.check(onnx_path)
         if reasons:
             raise GateFailed(f"{variant.tag}: TensorRT cannot take {len(reasons)} node(s)/tensor(s):\n  "
