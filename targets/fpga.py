@@ -14,9 +14,22 @@ the set; it changes the logits, and ``notes.lowering.vs_source`` records by how
 much (lowered vs exported model on ONNX Runtime, the same clips: the calibration
 clips when given, else seeded N(0, 1) clips).
 
-``load`` runs the lowered model on ONNX Runtime's CPU provider: a functional
-stand-in for the board (fp32).  The integer simulator of the power-of-two int8
-datapath arrives with the quantization issue.  Needs only onnx + onnxruntime.
+Precision ``int8`` (Vitis AI DPU rule: symmetric, per-tensor, power-of-two
+scales, int32 accumulators and bias): export -> lower (fp32) -> :func:`quant.pow2.quantize`
+calibrated on ``calib`` (a :class:`quant.calib.CalibSet` or any clips; default
+the shipped calibration set; method: CalibSet "minmax" -> pow2 "maxabs", no
+clipping; "percentile"/"entropy" -> pow2 "mse") -> check -> ``model.onnx`` is the
+QDQ model (int8 Quantize/DequantizeLinear, zero point 0, scales 2^-f).
+``notes.quant`` records the scheme, method, clip count and the simulator's
+resource estimate (MACs, weight/activation bytes, peak on-chip buffer).
+
+``load``: fp32 artifacts run the lowered model on ONNX Runtime's CPU provider (a
+functional stand-in for the board).  int8 artifacts run on the "device", the
+integer-only simulator :class:`quant.intsim.Simulator` (DPU rounding, half up),
+when ``TargetOptions.device`` is None or "sim"; device "ort" runs the QDQ model
+on ONNX Runtime instead (float QDQ emulation: QuantizeLinear rounds half to even,
+so a few logits differ from the device by a few output LSBs).  Needs only onnx +
+onnxruntime (+ numpy for the simulator).
 """
 from __future__ import annotations
 
@@ -28,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from edge.errors import BadInput, GateFailed
-from targets.base import Artifact, ModelSource
+from targets.base import Artifact, ModelSource, check_clip
 from targets.common import check_artifact, first_line
 from targets.opset import FPGA_OPSET
 from targets.registry import TargetOptions
@@ -40,7 +53,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "int8")
+INT8_DEVICES = ("sim", "ort")
+_POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse"}
 _SHOWN_REASONS = 12
 
 
@@ -82,8 +97,8 @@ class FpgaTarget:
         from targets.onnx_io import io_specs, load_onnx, prepare_onnx
 
         if variant.precision not in PRECISIONS:
-            raise BadInput(f"fpga: precision {variant.precision} is not supported yet (supported: "
-                           f"{', '.join(PRECISIONS)}; power-of-two int8 arrives with the quantization issue)")
+            raise BadInput(f"fpga: precision {variant.precision} is not supported (supported: "
+                           f"{', '.join(PRECISIONS)})")
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         source, notes = prepare_onnx(model, variant, workdir / "source.onnx")
@@ -91,8 +106,12 @@ class FpgaTarget:
             proto = load_onnx(source)
             lowered = lower(proto, self.opset, hard_activations=self.options.hard_activations)
             path = workdir / MODEL_FILE
+            clips, method = _calibration(calib, variant) if variant.precision == "int8" else (None, "")
+            fidelity = lowering_fidelity(proto, lowered, clips if clips is not None else calib)
+            quant_notes: dict[str, Any] = {}
+            if variant.precision == "int8" and not check(lowered, self.opset):
+                lowered, quant_notes = _quantize(lowered, clips or [], method)
             onnx.save_model(lowered, str(path))
-            fidelity = lowering_fidelity(proto, lowered, calib)
         finally:
             source.unlink(missing_ok=True)
         spec_in, spec_out = io_specs(lowered, path)
@@ -100,6 +119,8 @@ class FpgaTarget:
         notes = {**notes, "opset": self.opset.name,
                  "lowering": {"hard_activations": self.options.hard_activations, "passes": lowered.doc_string,
                               "vs_source": fidelity}}
+        if quant_notes:
+            notes["quant"] = quant_notes
         art = Artifact.create(workdir, target=self.name, variant=variant.tag, precision=variant.precision,
                               input=spec_in, output=spec_out, model_file=MODEL_FILE,
                               tools={"onnx": onnx.__version__, "onnxruntime": ort.__version__}, notes=notes)
@@ -113,16 +134,75 @@ class FpgaTarget:
         return art
 
     # ------------------------------------------------------------------ load
-    def load(self, artifact: Artifact) -> "OnnxRuntimeRunner":
-        """Verify the artifact and run the lowered model on ONNX Runtime (CPU provider)."""
+    def load(self, artifact: Artifact) -> "OnnxRuntimeRunner | SimRunner":
+        """Verify the artifact; fp32: ONNX Runtime (CPU provider); int8: the integer
+        simulator (device None/"sim") or ONNX Runtime on the QDQ model (device "ort")."""
         from targets.onnxruntime import OnnxRuntimeRunner
 
         check_artifact(artifact, self.name)
+        if artifact.precision == "int8":
+            device = (self.options.device or "sim").lower()
+            if device not in INT8_DEVICES:
+                raise BadInput(f"fpga: unknown device {self.options.device!r} for int8; valid: "
+                               f"{', '.join(INT8_DEVICES)}")
+            if device == "sim":
+                return SimRunner(artifact)
         try:
             session = _session(artifact.model_path, self.options.threads)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise BadInput(f"{artifact.model_path}: onnxruntime cannot load the model: {first_line(e)}") from None
         return OnnxRuntimeRunner(artifact, session)
+
+
+class SimRunner:
+    """The int8 artifact on the integer-only simulator: ``runner(clip (1, 3, T, H, W)) -> (1, classes)``."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        from quant.intsim import Simulator
+
+        self.artifact = artifact
+        try:
+            self._sim: Any = Simulator(artifact.model_path)
+        except BadInput:
+            raise
+        except Exception as e:  # noqa: BLE001 - onnx raises several error types
+            raise BadInput(f"{artifact.model_path}: the simulator cannot read the model: {first_line(e)}") from None
+
+    def __call__(self, clip: np.ndarray) -> np.ndarray:
+        if self._sim is None:
+            raise RuntimeError(f"{self.artifact.path}: runner is closed")
+        return self._sim(check_clip(clip, self.artifact.input, self.artifact.path))
+
+    def resources(self) -> dict[str, Any]:
+        return self._sim.resources()
+
+    def close(self) -> None:
+        self._sim = None
+
+
+def _calibration(calib: Iterable[np.ndarray] | None, variant: "Variant") -> tuple[list[np.ndarray], str]:
+    """Calibration clips and pow2 method; default: the shipped calibration set."""
+    from quant.calib import CalibSet, calib_clips, check_clips, read_calib
+
+    if calib is None:
+        calib = read_calib(None, variant.input_shape, progress=False)
+    clips, method = calib_clips(calib)
+    check_clips(clips, variant.input_shape, getattr(calib, "path", "calibration clips"))
+    if not clips:
+        raise BadInput("fpga int8: no calibration clips")
+    return clips, _POW2_METHOD.get(method if isinstance(calib, CalibSet) else "percentile", "mse")
+
+
+def _quantize(lowered: Any, clips: list[np.ndarray], method: str) -> tuple[Any, dict[str, Any]]:
+    from quant.intsim import Simulator
+    from quant.pow2 import quantize
+
+    qdq, report = quantize(lowered, clips, method)
+    res = Simulator(qdq).resources()
+    notes = {**report.to_json(), "simulator": "quant.intsim: int8 x int8 -> int32, requantize by shifts, "
+                                              "round half up (DPU), saturate to [-128, 127]",
+             "resources": {k: v for k, v in res.items() if k != "layers"}}
+    return qdq, notes
 
 
 def _session(model: str | Path, threads: int | None) -> Any:

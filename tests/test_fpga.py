@@ -126,9 +126,10 @@ def test_compile_and_load_toy(tmp_path: Path) -> None:
         target.load(art)
 
 
-def test_compile_refuses_int8(tmp_path: Path, toy_onnx: Path) -> None:
-    with pytest.raises(BadInput, match="precision int8"):
-        FpgaTarget(TargetOptions()).compile(toy_onnx, TOY_VARIANT.with_(precision="int8"), tmp_path)
+def test_compile_int8_refuses_calibration_clips_of_the_wrong_shape(tmp_path: Path, toy_onnx: Path) -> None:
+    clips = [np.zeros((1, 3, 4, 8, 8), np.float32)] * 4  # int8 itself: tests/test_pow2.py
+    with pytest.raises(BadInput, match=r"calibration clip 0 has shape \(1, 3, 4, 8, 8\)"):
+        FpgaTarget(TargetOptions()).compile(toy_onnx, TOY_VARIANT.with_(precision="int8"), tmp_path, calib=clips)
 
 
 def test_compile_gate_fails_without_hard_activations(tmp_path: Path) -> None:
