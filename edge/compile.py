@@ -7,8 +7,17 @@ run here, the artifact is loaded and its logits on one seeded random clip are
 compared with PyTorch's (``notes.check``: max abs diff and cosine; a smoke test of
 the artifact, not an accuracy figure).
 
-Pruning, width materialisation of slimmable checkpoints and int8 arrive with
-their issues; until then ``prune > 0`` is refused here and int8 by the targets.
+int8: the calibration clips (``quant.calib.CalibSet``; default: the shipped
+calibration set) go to the target's ``compile``; afterwards the artifact's
+fidelity against the fp32 PyTorch model is measured on the CalibSet's held-out
+clips (``quant.fidelity``) and stored in ``artifact.json`` ``fidelity``; below
+``min_agreement`` top-1 agreement the artifact is kept, marked ``failed``, and
+``GateFailed`` is raised.  Targets that cannot run here (tensorrt without a
+GPU) are measured on their QDQ ONNX model with ONNX Runtime on the CPU.
+
+A pruned variant (``prune > 0``) is rebuilt from its pruned checkpoint
+(``edge.prune.load_pruned``; the recorded ratio must match).  Width
+materialisation of slimmable checkpoints arrives with its issue.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,12 +34,16 @@ from edge.checkpoint import load_model
 from edge.errors import BadInput, GateFailed
 from edge.models import create_model
 from edge.variant import Variant
-from targets.base import ARTIFACT_JSON, Artifact, Runner
+from targets.base import ARTIFACT_JSON, Artifact, Runner, Target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quant.calib import CalibSet
 from targets.registry import TargetOptions, get_target
 
 log = logging.getLogger(__name__)
 
 CHECK_SEED = 0
+MIN_AGREEMENT = 0.99
 
 
 def _prepare_out(out_dir: Path) -> None:
@@ -49,19 +63,33 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
 
 
 def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: str | Path | None = None,
-                    options: TargetOptions | None = None) -> Artifact:
+                    options: TargetOptions | None = None, calib: "CalibSet | None" = None,
+                    min_agreement: float = MIN_AGREEMENT) -> Artifact:
     """Build ``variant`` (from ``ckpt`` when given) and compile it for ``target`` into ``out_dir``.
 
     Input of the artifact: (1, 3, variant.frames, variant.resolution, variant.resolution)
-    float32; output (1, num_classes) logits.
+    float32; output (1, num_classes) logits.  int8: ``calib`` (default: read from the
+    shipped calibration set) calibrates; fidelity on its held-out clips must reach
+    ``min_agreement`` top-1 agreement, else ``GateFailed`` (artifact kept, status "failed").
     """
     tgt = get_target(target, options)
-    if variant.prune > 0:
-        raise BadInput(f"prune ratio {variant.prune}: compiling pruned variants is not wired yet "
-                       "(it arrives with `edgevid prune`)")
+    if variant.precision == "int8":
+        from quant.calib import read_calib
+
+        calib = calib if calib is not None else read_calib(None, variant.input_shape)
+        calib.check(variant.input_shape)
+    else:
+        calib = None
+    if variant.prune > 0 and ckpt is None:
+        raise BadInput(f"prune ratio {variant.prune}: a pruned variant needs --ckpt, a checkpoint written by "
+                       "`edgevid prune` at that ratio")
     out_dir = Path(out_dir)
     _prepare_out(out_dir)
-    if ckpt is not None:
+    if ckpt is not None and variant.prune > 0:
+        from edge.prune import load_pruned
+
+        model = load_pruned(ckpt, variant)  # rebuilt from the architecture the checkpoint records
+    elif ckpt is not None:
         model, _ = load_model(ckpt, variant)
     else:
         model = create_model(variant).eval()
@@ -69,7 +97,7 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
     tmp.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be shared
     try:
         try:
-            tgt.compile(model, variant, tmp)
+            tgt.compile(model, variant, tmp, calib=calib)
         except GateFailed as e:
             if (tmp / ARTIFACT_JSON).is_file():  # the failed artifact is kept, marked failed, for inspection
                 _swap_in(tmp, out_dir)
@@ -82,8 +110,58 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
     art = Artifact.read(out_dir)
     if art.status == "ok" and tgt.available():
         art = art.with_(notes={**art.notes, "check": parity_check(tgt.load(art), model)}).write()
+    if calib is not None:
+        art = art.with_(notes={**art.notes, "calibration": calib.record()}).write()
+        art = _gate_fidelity(art, tgt, model, calib, min_agreement)
     log.info("compiled %s for %s into %s", variant.tag, target, out_dir)
     return art
+
+
+def _fidelity_runner(art: Artifact, tgt: Target) -> tuple[Runner | None, str]:
+    """(runner, what runs it): the artifact's own runner, or ONNX Runtime (CPU) on its
+    ONNX model when the target cannot run here but the model is ONNX (tensorrt unbuilt)."""
+    if art.status == "ok" and tgt.available():
+        return tgt.load(art), art.target
+    if art.model_file.endswith(".onnx"):
+        from targets.onnxruntime import OnnxRuntimeRunner, OnnxRuntimeTarget
+
+        ort_target = OnnxRuntimeTarget(TargetOptions(device="cpu"))
+        session = ort_target._session(art.model_path, ["CPUExecutionProvider"])
+        return OnnxRuntimeRunner(art, session), "onnxruntime CPU on the artifact's QDQ ONNX"
+    return None, ""
+
+
+def _gate_fidelity(art: Artifact, tgt: Target, model: torch.nn.Module, calib: "CalibSet",
+                   min_agreement: float) -> Artifact:
+    """Measure fidelity on the held-out clips, store it, and apply the agreement floor."""
+    from quant.fidelity import fidelity
+
+    runner, measured_with = _fidelity_runner(art, tgt)
+    if runner is None or not calib.held_out:
+        why = "no held-out clips" if runner is not None else f"{art.target} cannot run here"
+        log.warning("%s: fidelity not measured (%s)", art.path, why)
+        return art.with_(notes={**art.notes, "fidelity": f"not measured: {why}"}).write()
+    try:
+        got = np.concatenate([runner(c) for c in calib.held_out])
+    finally:
+        runner.close()
+    with torch.no_grad():
+        ref = np.concatenate([model.eval()(torch.from_numpy(np.ascontiguousarray(c))).numpy()
+                              for c in calib.held_out])
+    fid = fidelity(ref, got, calib.held_out_labels).to_json()
+    fid["min_agreement"] = min_agreement
+    fid["measured_with"] = measured_with
+    art = art.with_(fidelity=fid).write()
+    if fid["agreement"] < min_agreement:
+        art = art.with_(status="failed").write()
+        raise GateFailed(f"{art.path}: int8 top-1 agreement {fid['agreement']:.3f} with fp32 on {fid['clips']} "
+                         f"held-out clips is below --min-agreement {min_agreement} (cosine {fid['cosine']:.4f}, "
+                         f"SQNR {_db(fid['sqnr_db'])} dB); artifact kept, marked failed")
+    return art
+
+
+def _db(x: float | str) -> str:
+    return x if isinstance(x, str) else f"{x:.1f}"
 
 
 def parity_check(runner: Runner, model: torch.nn.Module) -> dict[str, object]:
@@ -105,4 +183,5 @@ def summary(art: Artifact) -> dict[str, object]:
     sizes = {name: (art.path / name).stat().st_size for name in art.files}
     return {"artifact": str(art.path), "target": art.target, "variant": art.variant, "precision": art.precision,
             "status": art.status, "input": list(art.input.shape), "output": list(art.output.shape),
-            "files": sizes, "tools": dict(art.tools), "notes": dict(art.notes)}
+            "files": sizes, "tools": dict(art.tools), "fidelity": None if art.fidelity is None else dict(art.fidelity),
+            "notes": dict(art.notes)}
