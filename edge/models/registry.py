@@ -53,7 +53,7 @@ MODELS: dict[str, ModelInfo] = {
                               "image GhostNet-1.0x per frame, frames averaged"),
     "ghost_tsm": ModelInfo("ghost_tsm", "ghost", "edge.models.ghost:ghost_tsm", 8, 160, 400,
                            "GhostNet-1.0x per frame with temporal shift, temporal pooling"),
-    "gghost_tsm": ModelInfo("gghost_tsm", "ghost", "edge.models.ghost:gghost_tsm", 8, 160, 400,
+    "gghost_tsm": ModelInfo("gghost_tsm", "gghost", "edge.models.ghost:gghost_tsm", 8, 160, 400,
                             "G-Ghost stages (cheap-feature concat) per frame with temporal shift"),
     "convnet2d_s": ModelInfo("convnet2d_s", "convnet2d", "edge.models.convnet2d:convnet2d_s", 8, 160, 400,
                              "2D-only ConvNet (standard operators), small"),
