@@ -30,7 +30,7 @@ chromium:
 	  echo "chromium not installed: the report render test will skip"; }
 
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 clean:
 	rm -rf $(VENV) build *.egg-info
