@@ -13,6 +13,11 @@ from helpers import randomize_bn
 
 SMALL = [(4, 64), (6, 96)]  # (frames, resolution)
 
+# ONNX Runtime vs PyTorch, both float32: 1e-4 on logits of order 1.  X3D-L (depth factor 5,
+# 2.3x the blocks of the others) accumulates float32 rounding of the BN folded into its convs
+# over its depth: 2.6e-4 measured on logits up to 1.4 (relative 2e-4).
+ONNX_TOL: dict[str, float] = {"x3d_l": 5e-4}
+
 
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("frames, resolution", SMALL)
@@ -63,4 +68,4 @@ def test_onnx_export_matches_onnxruntime(name, tmp_path):
     got = sess.run(None, {INPUT_NAME: x})[0]
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
-    assert np.abs(got - want).max() < 1e-4
+    assert np.abs(got - want).max() < ONNX_TOL.get(name, 1e-4)
