@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean chromium
+.PHONY: demo test test-all install clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the report render test will skip"; }
 
+# `make test` runs every test not marked slow (about 8 minutes on 2 cores); `make test-all`
+# adds the slow ones (zoo-wide converter, pruning and simulator parity: most of an hour).
 test: $(STAMP) chromium
+	$(BIN)/python -m pytest -q --durations=20 -m "not slow"
+
+test-all: $(STAMP) chromium
 	$(BIN)/python -m pytest -q --durations=20
 
 clean:
