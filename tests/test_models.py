@@ -54,6 +54,7 @@ def test_onnx_export_matches_onnxruntime(name, tmp_path):
     import onnxruntime as ort
 
     v = Variant(name, frames=4, resolution=64)
+    torch.manual_seed(0)  # weights are drawn from the global generator: same model every run
     model = randomize_bn(create_model(v, num_classes=11), v.input_shape)
     res = export_onnx(model, v.input_shape, tmp_path / "m.onnx")
     proto = onnx.load(res.path)
@@ -68,4 +69,5 @@ def test_onnx_export_matches_onnxruntime(name, tmp_path):
     got = sess.run(None, {INPUT_NAME: x})[0]
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
-    assert np.abs(got - want).max() < ONNX_TOL.get(name, 1e-4)
+    # float32 error scales with the logits: the bound holds per unit of the largest logit (>= 1)
+    assert np.abs(got - want).max() < ONNX_TOL.get(name, 1e-4) * max(1.0, float(np.abs(want).max()))
