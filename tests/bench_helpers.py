@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper, save_model
 from benchmarks.device import DeviceInfo, stable_id
 from benchmarks.record import LatencyRecord, Memory, Stats, artifact_digest
 from targets.base import Artifact, TensorSpec
+from targets.registry import TARGETS, get_target
 
 TINY_VARIANT = "x3d_xs-w1.0-r8-f2-fp32-p0.0"
 TINY_INPUT = (1, 3, 2, 8, 8)
@@ -125,3 +126,14 @@ class FakeTarget:
         runner = FakeRunner(artifact, FakeTarget.clock, self.options)
         FakeTarget.clock.runners.append(runner)
         return runner
+
+
+def unavailable_target() -> str | None:
+    """A registered target whose runtime is absent here, or None."""
+    for name in TARGETS:
+        try:
+            if not get_target(name).available():
+                return name
+        except ImportError:
+            return name
+    return None

@@ -9,24 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bench_helpers import TINY_VARIANT, tiny_artifact
+from bench_helpers import TINY_VARIANT, tiny_artifact, unavailable_target
 from benchmarks import agent
 from benchmarks.record import LatencyRecord
 from benchmarks.store import Store
 from edge.cli import main
-from targets.registry import TARGETS, get_target
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def unavailable_target() -> str | None:
-    for name in TARGETS:
-        try:
-            if not get_target(name).available():
-                return name
-        except ImportError:
-            return name
-    return None
 
 
 @pytest.fixture

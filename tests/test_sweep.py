@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bench_helpers import TINY_VARIANT, tiny_artifact
+from bench_helpers import TINY_VARIANT, tiny_artifact, unavailable_target
 from benchmarks.device import fingerprint
 from benchmarks.store import Store
 from benchmarks.sweep import Cell, load_config, measure_order, reusable, run_sweep
 from edge.cli import main
 from edge.errors import BadInput, GateFailed
 from edge.variant import Variant
-from targets.registry import TARGETS, get_target
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,16 +28,6 @@ def write(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
     p = tmp_path / name
     p.write_text(text)
     return p
-
-
-def unavailable_target() -> str | None:
-    for name in TARGETS:
-        try:
-            if not get_target(name).available():
-                return name
-        except ImportError:
-            return name
-    return None
 
 
 # ----------------------------------------------------------------------------- the grid
