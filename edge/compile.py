@@ -16,8 +16,12 @@ clips (``quant.fidelity``) and stored in ``artifact.json`` ``fidelity``; below
 GPU) are measured on their QDQ ONNX model with ONNX Runtime on the CPU.
 
 A pruned variant (``prune > 0``) is rebuilt from its pruned checkpoint
-(``edge.prune.load_pruned``; the recorded ratio must match).  Width
-materialisation of slimmable checkpoints arrives with its issue.
+(``edge.prune.load_pruned``; the recorded ratio must match).  A slimmable
+(MutualNet) checkpoint is materialised at the variant's width, resolution and
+frames (``edge.models.slim.materialize``: sliced weights, that configuration's BN
+post-statistics).  From any checkpoint, the configuration's held-out top-1 in the
+checkpoint's accuracy table goes to ``notes.accuracy`` (``None`` when the table
+lacks it) and its class names to ``notes.classes``.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import torch
@@ -80,6 +84,7 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
         calib.check(variant.input_shape)
     else:
         calib = None
+    ckpt_notes: dict[str, object] = {}
     if variant.prune > 0 and ckpt is None:
         raise BadInput(f"prune ratio {variant.prune}: a pruned variant needs --ckpt, a checkpoint written by "
                        "`edgevid prune` at that ratio")
@@ -90,7 +95,7 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
 
         model = load_pruned(ckpt, variant)  # rebuilt from the architecture the checkpoint records
     elif ckpt is not None:
-        model, _ = load_model(ckpt, variant)
+        model, ckpt_notes = build_from_checkpoint(ckpt, variant)
     else:
         model = create_model(variant).eval()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -108,6 +113,8 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     art = Artifact.read(out_dir)
+    if ckpt_notes:
+        art = art.with_(notes={**art.notes, **ckpt_notes}).write()
     if art.status == "ok" and tgt.available():
         art = art.with_(notes={**art.notes, "check": parity_check(tgt.load(art), model)}).write()
     if calib is not None:
@@ -115,6 +122,45 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
         art = _gate_fidelity(art, tgt, model, calib, min_agreement)
     log.info("compiled %s for %s into %s", variant.tag, target, out_dir)
     return art
+
+
+def build_from_checkpoint(ckpt: str | Path, variant: Variant) -> tuple[torch.nn.Module, dict[str, object]]:
+    """``variant``'s model from ``ckpt`` (plain or slimmable) in eval mode, and notes
+    for its artifact: ``accuracy``, the held-out record from the checkpoint's
+    ``meta["accuracy"]`` (or ``None``), and ``classes``, the class names (when known).
+
+    A slimmable checkpoint is materialised at the variant's configuration (which
+    must be in its BN post-statistics table); a plain one must hold the variant's
+    model at the variant's width.
+    """
+    from edge.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(ckpt).meta
+    if isinstance(meta.get("slim"), Mapping):
+        from edge.models.slim import load_slim, materialize
+
+        slim, meta = load_slim(ckpt, variant.model)
+        model = materialize(slim, variant.width, variant.resolution, variant.frames)
+    else:
+        model, _ = load_model(ckpt, variant)
+    notes: dict[str, object] = {"accuracy": accuracy_of(meta, variant)}
+    classes = meta.get("classes")
+    if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
+        notes["classes"] = list(classes)
+    return model.eval(), notes
+
+
+def accuracy_of(meta: Mapping[str, object], variant: Variant) -> dict[str, object] | None:
+    """The row of a checkpoint's accuracy table (``meta["accuracy"]``) for ``variant``'s
+    width, resolution and frames: top-1, clips, params and GFLOPs; ``None`` if absent."""
+    rows = meta.get("accuracy")
+    if not isinstance(rows, list):
+        return None
+    for row in rows:
+        if (isinstance(row, dict) and abs(float(row.get("width", -1)) - variant.width) < 1e-9
+                and row.get("resolution") == variant.resolution and row.get("frames") == variant.frames):
+            return {k: row[k] for k in ("config", "top1", "clips", "params", "gflops") if k in row}
+    return None
 
 
 def _fidelity_runner(art: Artifact, tgt: Target) -> tuple[Runner | None, str]:

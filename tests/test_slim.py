@@ -5,6 +5,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 
 from edge.checkpoint import load_model
@@ -223,3 +224,28 @@ def test_shipped_checkpoint_recognises_held_out_motion():
     assert rows[0].clips == 60
     assert rows[0].top1 > 0.3
     assert rows[0].top1_1frame < rows[0].top1
+
+
+@pytest.mark.slow
+def test_compile_materialises_a_shipped_configuration(tmp_path):
+    """compile_variant on the slimmable checkpoint builds the configuration's static model
+    (same logits as the SlimNet at that configuration) and records its accuracy and classes."""
+    from edge.compile import compile_variant
+    from edge.models.slim import load_slim
+    from edge.variant import Variant
+    from targets.base import Artifact
+    from targets.registry import get_target
+
+    slim, meta = load_slim(SHIPPED)
+    v = Variant("x3d_xs", 0.5, 96, 4)
+    art = compile_variant(v, "onnxruntime", tmp_path / "a", ckpt=SHIPPED)
+    row = next(r for r in meta["accuracy"] if r["config"] == "w0.5-r96-f4")
+    assert art.notes["accuracy"]["top1"] == row["top1"]
+    assert art.notes["classes"] == meta["classes"]
+    x = torch.randn(1, 3, 4, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = slim(x, width=0.5).numpy()
+    got = get_target("onnxruntime").load(Artifact.read(tmp_path / "a"))(x.numpy())
+    assert np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
+    with pytest.raises(BadInput, match="not in the BN post-statistics"):
+        compile_variant(Variant("x3d_xs", 0.5, 100, 4), "onnxruntime", tmp_path / "b", ckpt=SHIPPED)
