@@ -97,10 +97,13 @@ def calib_clips(calib: object) -> tuple[list[np.ndarray], str]:
 
 
 def read_calib(path: str | Path | None, input_shape: Sequence[int], clips: int = DEFAULT_CALIB_CLIPS,
-               held_out: int = DEFAULT_HELD_OUT_CLIPS, method: str = "minmax", progress: bool = True) -> CalibSet:
+               held_out: int = DEFAULT_HELD_OUT_CLIPS, method: str = "minmax", progress: bool = True,
+               mode: str = "stride") -> CalibSet:
     """Read ``clips + held_out`` clips of ``input_shape`` = (1, 3, T, S, S) from ``path``
     (manifest, folder or video; default: the shipped calibration set), one centre
-    clip per video, and split them disjointly (fixed-seed shuffle).
+    clip per video, and split them disjointly (fixed-seed shuffle).  ``mode``: how
+    frames are sampled (``calib_data.sampling``: "stride", X3D's, or "uniform" over
+    the whole video, as the shipped MutualNet checkpoint was trained).
 
     When fewer videos are readable, the held-out share shrinks down to
     :data:`MIN_HELD_OUT_CLIPS`; below that (or below :data:`MIN_CALIB_CLIPS`
@@ -119,7 +122,8 @@ def read_calib(path: str | Path | None, input_shape: Sequence[int], clips: int =
     frames, size = int(input_shape[2]), int(input_shape[3])
     want = clips + max(held_out, MIN_HELD_OUT_CLIPS)
     got: list[tuple[np.ndarray, int | None]] = []
-    stream = calib_data.load_clips(source, frames=frames, resolution=size, limit=want, min_good=1)
+    stream = calib_data.load_clips(source, frames=frames, resolution=size, limit=want, min_good=1,
+                                   mode=mode)  # type: ignore[arg-type]
     for clip, label in tqdm(stream, total=want, desc="calibration clips", unit="clip", disable=not progress,
                             leave=False):
         got.append((clip, label))

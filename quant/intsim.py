@@ -41,7 +41,11 @@ Rules (bit-exact by construction; ``>>`` is an arithmetic shift):
   QuantizeLinear's half-to-even everywhere: the simulator then reproduces ONNX
   Runtime's run of the QDQ model up to ORT's float32 arithmetic, a cross-check
   of the integer interpreter (tests use it); ``"half_up"`` (default) is the device.
-* **Output**: the last QuantizeLinear's int8 times ``2^-f`` as float32.
+* **Output**: the logits of a final Conv/Gemm/MatMul (no QuantizeLinear after it:
+  :mod:`quant.pow2` keeps them in int32) are the accumulator times ``2^-e``
+  (``s_in * s_w``, divided by ``d`` after a pool) as float32 - no int8 rounding,
+  so ties at the top are as rare as in float; a quantized output is its int8
+  times ``2^-f``.
 
 ``Simulator.resources()`` counts what a DPU-like accelerator would hold: MACs per
 layer, int8 weight + int32 bias bytes, int8 activation bytes (every buffer
@@ -128,6 +132,15 @@ def requantize(w: Wide, f: int, rounding: str = "half_up") -> np.ndarray:
     for kind, lo, hi in w.acts:
         q = _act(q, kind, lo, hi, f, rounding)
     return q.astype(np.int8)
+
+
+def dequantize_wide(w: Wide) -> np.ndarray:
+    """The logits read from the accumulator: ``acc / d * 2^-e`` (float64, then
+    float32), pending Relu/Clip applied to the real value; no int8 rounding."""
+    y = w.acc.astype(np.float64) / np.asarray(w.d, dtype=np.float64) * 2.0 ** -w.e
+    for kind, lo, hi in w.acts:
+        y = np.maximum(y, 0.0) if kind == "Relu" else np.clip(y, lo, hi)
+    return y.astype(np.float32)
 
 
 def _act(q: np.ndarray, kind: str, lo: float, hi: float, f: int, rounding: str = "half_up") -> np.ndarray:
@@ -258,6 +271,8 @@ class Simulator:
         y = env[self.output]
         if isinstance(y, Q):
             return (y.q.astype(np.float32) * np.float32(2.0 ** -y.f)).reshape(self.shapes.get(self.output, y.q.shape))
+        if isinstance(y, Wide):
+            return dequantize_wide(y).reshape(self.shapes.get(self.output, y.acc.shape))
         raise RuntimeError(f"output {self.output} is not a quantized tensor")
 
     def _get(self, env: dict[str, Value], name: str) -> Value:
@@ -447,4 +462,5 @@ class Simulator:
         return name
 
 
-__all__ = ["Q", "Simulator", "Wide", "conv2d", "requantize", "round_half_up_div", "round_real", "shift_round"]
+__all__ = ["Q", "Simulator", "Wide", "conv2d", "dequantize_wide", "requantize", "round_half_up_div", "round_real",
+           "shift_round"]

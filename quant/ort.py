@@ -21,7 +21,23 @@ Recipe (:class:`OrtQuant`, chosen by :func:`ort_recipe`):
   loaded 2-core machine, /tmp script): p50 x fp32 1.53 (all ops) vs 1.38
   (restricted), cosine to fp32 0.82 vs 0.72 - neither is faster than fp32 here,
   so the default stays ORT's own; see the report of the quant issue.
+  Why int8 is slower than fp32 on this CPU (AMD EPYC, AVX2, no VNNI; trained
+  X3D-XS w1.0-r128-f8, 2 threads, ORT session profiling, ms per run): fp32 512 =
+  float Conv 417 (the 27 depthwise 3x3x3 and the SE convs: MLAS has no fast
+  grouped 3-D kernel) + FusedConv 68 (dense 1x1x1) + rest; int8 654 = the same
+  float Conv 446 + QLinearConv 62 (the dense convs: int8 saves ~5 ms on AVX2) +
+  QuantizeLinear 57 + DequantizeLinear 26 + Transpose 11 (NHWC around each
+  QLinearConv) + float Mul/Sigmoid between Q/DQ 29.  The conversions cost more
+  than the int8 GEMMs save; ``quant.mixed`` therefore also tries keeping the
+  depthwise and elementwise ops float (fewest conversions) and keeps the fastest.
 - Calibration: MinMax, Percentile (99.999) or Entropy, over the given clips.
+  Entropy runs ORT's EntropyCalibrater with 1024 histogram bins
+  (:func:`entropy_ranges`): through ``quantize_static`` it gets 128 histogram
+  and 128 quantized bins, which leaves a single threshold candidate - the full
+  range - so it gave exactly MinMax's scales.
+- Layers kept float: ``exclude`` node names (``nodes_to_exclude``), from
+  ``--ignore`` or the mixed-precision search (``quant.mixed``), which also reuses
+  one calibration for all its candidates (``calib_cache``).
 - ``tensorrt=True``: TensorRT's explicit-quantization form - symmetric
   activations and weights (zero point 0, as TensorRT requires), per-channel
   weights, Q/DQ only on the inputs of Conv/Gemm/MatMul, full 8-bit range.
@@ -30,8 +46,11 @@ The recipe is recorded in artifact.json ``notes.quant``.  No torch.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import platform
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -45,6 +64,8 @@ log = logging.getLogger(__name__)
 TRT_OP_TYPES: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
 CPU_OP_TYPES: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
 PERCENTILE = 99.999
+ENTROPY_BINS = 1024  # histogram bins of the entropy calibrater (ORT's default 128 makes it MinMax)
+ENTROPY_QUANTIZED_BINS = 128
 
 
 @dataclass(frozen=True)
@@ -114,9 +135,16 @@ class _ClipReader:
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray], recipe: OrtQuant,
-                  input_name: str) -> dict[str, Any]:
+                  input_name: str, exclude: Sequence[str] = (), calib_cache: str | Path | None = None
+                  ) -> dict[str, Any]:
     """Write the int8 QDQ model of ``src`` to ``dst``, calibrated on ``clips``
-    ((1, 3, T, H, W) float32 each); returns the notes recorded in artifact.json."""
+    ((1, 3, T, H, W) float32 each); returns the notes recorded in artifact.json.
+
+    exclude: ONNX node names kept float (ORT ``nodes_to_exclude``), on top of the
+    recipe's own (grouped 3-D convs when ``skip_grouped_conv3d``).
+    calib_cache: tensor-range cache (ORT's JSON); reused when the file exists,
+    written otherwise, so repeated quantizations of one model calibrate once.
+    """
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -136,21 +164,66 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
         extra["CalibPercentile"] = PERCENTILE
     if not recipe.quantize_outputs and recipe.op_types:
         extra["OpTypesToExcludeOutputQuantization"] = list(recipe.op_types)
-    exclude = grouped_conv3d(src) if recipe.skip_grouped_conv3d else []
-    quantize_static(str(src), str(dst), Reader(input_name, list(clips)), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
-                    nodes_to_exclude=exclude,
-                    per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
-                    activation_type=getattr(QuantType, recipe.activation_type),
-                    weight_type=getattr(QuantType, recipe.weight_type),
-                    calibrate_method=methods[recipe.method], extra_options=extra)
+    skipped = grouped_conv3d(src) if recipe.skip_grouped_conv3d else []
+    excluded = list(dict.fromkeys([*skipped, *exclude]))
+    with tempfile.TemporaryDirectory(prefix="edgevid-ortq-") as tmp:
+        cache = Path(calib_cache) if calib_cache is not None else None
+        if recipe.method == "entropy" and (cache is None or not cache.is_file()):
+            # quantize_static cannot pass the histogram size to its entropy calibrator (see entropy_ranges)
+            cache = cache or Path(tmp) / "ranges.json"
+            entropy_ranges(src, Reader(input_name, list(clips)), recipe, cache)
+        quantize_static(str(src), str(dst), Reader(input_name, list(clips)), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
+                        nodes_to_exclude=excluded,
+                        per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+                        activation_type=getattr(QuantType, recipe.activation_type),
+                        weight_type=getattr(QuantType, recipe.weight_type),
+                        calibrate_method=methods[recipe.method], extra_options=extra,
+                        calibration_cache_path=None if cache is None else str(cache))
     notes = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()}
     notes.update(tool="onnxruntime.quantization.quantize_static", format="QDQ", calib_clips=len(clips),
-                 float_nodes=len(exclude))
+                 float_nodes=len(excluded), excluded_nodes=list(exclude))
     if recipe.method == "percentile":
         notes["percentile"] = PERCENTILE
-    log.info("quantized %s -> %s (%s)", src, dst, recipe.reason)
+    if recipe.method == "entropy":
+        notes["entropy_bins"] = {"histogram": ENTROPY_BINS, "quantized": ENTROPY_QUANTIZED_BINS}
+    log.info("quantized %s -> %s (%s; %d nodes float)", src, dst, recipe.reason, len(excluded))
     return notes
+
+
+def entropy_ranges(src: str | Path, reader: Any, recipe: OrtQuant, cache: Path) -> None:
+    """Entropy (KL-divergence) activation ranges of ``src`` over ``reader``'s clips,
+    written to ``cache`` in the format ``quantize_static(calibration_cache_path=)`` reads.
+
+    ``quantize_static`` builds its EntropyCalibrater with ORT's defaults of 128
+    histogram bins and 128 quantized bins and offers no option to change them; with
+    equal counts the threshold search has exactly one candidate - the full range -
+    so "entropy" silently equals MinMax.  Here the calibrater gets
+    :data:`ENTROPY_BINS` histogram bins (the search then tries
+    (ENTROPY_BINS - ENTROPY_QUANTIZED_BINS) / 2 + 1 thresholds).  The entropy
+    threshold is symmetric (+-t); for an asymmetric recipe each end is clamped to
+    the observed min / max so a non-negative tensor (ReLU output) keeps its
+    one-sided range.
+    """
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="edgevid-entropy-") as tmp:
+        calibrator = create_calibrator(Path(src), list(recipe.op_types) if recipe.op_types else [],
+                                       augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=CalibrationMethod.Entropy,
+                                       extra_options={"num_bins": ENTROPY_BINS,
+                                                      "num_quantized_bins": ENTROPY_QUANTIZED_BINS,
+                                                      "symmetric": recipe.symmetric_activations})
+        calibrator.collect_data(reader)
+        observed = {k: (v[2], v[3]) for k, v in calibrator.collector.histogram_dict.items()}
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrater prints its bin counts
+            ranges = calibrator.compute_data()
+    if not recipe.symmetric_activations:
+        for name, (lo, hi) in observed.items():
+            data = ranges.data[name]
+            data.lowest = np.maximum(data.lowest, np.asarray(lo, dtype=data.lowest.dtype))
+            data.highest = np.minimum(data.highest, np.asarray(hi, dtype=data.highest.dtype))
+    save_tensors_data(ranges, cache)
 
 
 def count_qdq(path: str | Path) -> dict[str, int]:

@@ -12,7 +12,9 @@ lowering: the lowering rewrites weights) and returns a QDQ ONNX model that
   point 0, scale 2^-f): the output of every compute op (Conv, Gemm, MatMul, Add,
   Mul, AveragePool, GlobalAveragePool, Concat) - moved past a following Relu/Clip
   when that is the tensor's only consumer (activation fused into the op, as the
-  DPU does) - and the network input (after its first Reshape/Flatten when the
+  DPU does) - except a graph output (the final Gemm's logits are read as the
+  int32 accumulator times ``s_in * s_w``, not requantized to int8, so that
+  rounding cannot tie or swap the top classes), and the network input (after its first Reshape/Flatten when the
   input has rank 5, since the set caps ranks at 4).  Structural ops (Reshape,
   Flatten, Transpose, Slice, Pad with 0, MaxPool) and a standalone Relu/Clip keep
   their input's grid and scale: they need no requantization.
@@ -186,6 +188,8 @@ def quant_points(model: onnx.ModelProto) -> list[str]:
         t = n.output[0]
         while t not in outputs and len(consumers.get(t, [])) == 1 and consumers[t][0].op_type in ACTIVATIONS:
             t = consumers[t][0].output[0]
+        if t in outputs:  # the logits stay int32 (dequantized at s_in * s_w): no rounding ties at the top
+            continue
         points.append(t)
     return points
 

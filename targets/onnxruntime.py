@@ -50,6 +50,7 @@ from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.variant import Variant
+    from quant.settings import QuantSettings
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class OnnxRuntimeTarget:
             notes["fp16"] = ("weights and activations float16, input/output float32; native on the CUDA/"
                              "TensorRT EPs, computed in float32 via casts on the x86 CPU EP")
         elif variant.precision == "int8":
-            notes["quant"] = quantize_qdq(path, spec_in, calib, tensorrt=False)
+            notes["quant"] = quantize_qdq(path, spec_in, calib, tensorrt=False, settings=self.options.quant)
         reasons = self.check(path)
         if reasons:
             raise GateFailed(f"{variant.tag}: onnxruntime cannot run the model:\n  " + "\n  ".join(reasons))
@@ -200,19 +201,27 @@ class OnnxRuntimeTarget:
         return runner
 
 
-def quantize_qdq(path: Path, spec_in: Any, calib: Iterable[np.ndarray] | None, tensorrt: bool) -> dict[str, Any]:
+def quantize_qdq(path: Path, spec_in: Any, calib: Iterable[np.ndarray] | None, tensorrt: bool,
+                 settings: "QuantSettings | None" = None) -> dict[str, Any]:
     """Replace the fp32 ONNX model at ``path`` by its int8 QDQ model (``quant.ort``),
-    calibrated on ``calib``; returns the recipe notes.  Shared with the tensorrt target."""
+    calibrated on ``calib``; ``settings.exclude`` (node names / op types / "depthwise")
+    stay float, ``settings.calib_cache`` is reused or written.  Returns the recipe
+    notes.  Shared with the tensorrt target."""
     from quant.calib import calib_clips, check_clips
     from quant.ort import ort_recipe, quantize_onnx
+    from quant.settings import QuantSettings, resolve_exclude
+    from targets.onnx_io import load_onnx
 
     clips, method = calib_clips(calib)
     if not clips:
         raise BadInput(f"{path.parent}: int8 needs calibration clips (compile(..., calib=clips) or --calib PATH)")
     check_clips(clips, spec_in.shape, "calibration")
+    settings = settings or QuantSettings()
+    exclude = resolve_exclude(load_onnx(path), settings.exclude) if settings.exclude else []
     fp32 = path.with_name("model.fp32.onnx")
     path.rename(fp32)
     try:
-        return quantize_onnx(fp32, path, clips, ort_recipe(method, tensorrt=tensorrt), spec_in.name)
+        return quantize_onnx(fp32, path, clips, ort_recipe(method, tensorrt=tensorrt), spec_in.name,
+                             exclude=exclude, calib_cache=settings.calib_cache)
     finally:
         fp32.unlink(missing_ok=True)

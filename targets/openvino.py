@@ -60,6 +60,7 @@ from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.variant import Variant
+    from quant.settings import QuantSettings
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class OpenVinoTarget:
                 raise GateFailed(f"{variant.tag}: openvino cannot run {len(reasons)} op(s):\n  "
                                  + "\n  ".join(reasons))
             if variant.precision == "int8":
-                ov_model, notes["quant"] = _quantize(ov_model, spec_in, calib)
+                ov_model, notes["quant"] = _quantize(ov_model, spec_in, calib, onnx_path, self.options.quant)
             ov.save_model(ov_model, str(workdir / MODEL_FILE), compress_to_fp16=variant.precision == "fp16")
         compiled = core.compile_model(str(workdir / MODEL_FILE), device, self.compile_config(variant.precision))
         notes.update(front_end=FRONT_END, device=device,
@@ -248,13 +249,24 @@ def _type_name(t: Any) -> str:
     return t.to_string() if hasattr(t, "to_string") else str(t)
 
 
-def _quantize(model: Any, spec_in: Any, calib: Iterable[np.ndarray] | None) -> tuple[Any, dict[str, Any]]:
-    """The NNCF int8 model of ``model`` and its notes (see ``quant.openvino``)."""
+def _quantize(model: Any, spec_in: Any, calib: Iterable[np.ndarray] | None, onnx_path: Path,
+              settings: "QuantSettings | None") -> tuple[Any, dict[str, Any]]:
+    """The NNCF int8 model of ``model`` and its notes (see ``quant.openvino``);
+    ``settings``: preset, subset size, and the ONNX nodes (names / op types /
+    "depthwise", resolved on ``onnx_path``) kept float via ``ignored_scope``."""
     from quant.calib import calib_clips, check_clips
-    from quant.openvino import NncfQuant, quantize_ov
+    from quant.openvino import NncfQuant, ov_names, quantize_ov
+    from quant.settings import QuantSettings, resolve_exclude
+    from targets.onnx_io import load_onnx
 
     clips, method = calib_clips(calib)
     if not clips:
         raise BadInput("openvino: int8 needs calibration clips (compile(..., calib=clips) or --calib PATH)")
     check_clips(clips, spec_in.shape, "calibration")
-    return quantize_ov(model, clips, NncfQuant(method=method))
+    settings = settings or QuantSettings()
+    exclude = resolve_exclude(load_onnx(onnx_path), settings.exclude) if settings.exclude else []
+    config = NncfQuant(method=method, preset=settings.preset, ignored_scope=tuple(ov_names(model, exclude)),
+                       subset_size=settings.subset_size)
+    qmodel, notes = quantize_ov(model, clips, config)
+    notes["excluded_nodes"] = exclude
+    return qmodel, notes

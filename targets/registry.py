@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edge.errors import BadInput
 from targets.base import Target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quant.settings import QuantSettings
 
 
 @dataclass(frozen=True)
@@ -17,11 +21,14 @@ class TargetOptions:
     device: runtime device name (OpenVINO "CPU"/"GPU"/"NPU"; ORT "cpu"/"cuda"/"tensorrt").
     hard_activations: allow lowering Swish/Sigmoid to ReLU-family approximations
         (changes the math; only where a target's operator set needs it).
+    quant: int8 settings beyond the calibration clips (``quant.settings.QuantSettings``:
+        layers kept float, NNCF preset and subset size); onnxruntime and openvino.
     """
 
     threads: int | None = None
     device: str | None = None
     hard_activations: bool = False
+    quant: "QuantSettings | None" = None
 
 
 TARGETS: dict[str, str] = {

@@ -13,8 +13,22 @@ PyTorch modules only: there is no ONNX -> .tflite path without TensorFlow, so
 
 Precision: fp32; fp16 = the converted model's conv / fully-connected weights
 stored as float16 (ai-edge-quantizer's float-casting recipe, half the file) and
-dequantized once when XNNPACK loads them: compute stays fp32 on x86 CPUs.  int8
-arrives with the quantization issue.
+dequantized once when XNNPACK loads them: compute stays fp32 on x86 CPUs.
+
+int8 = full-integer static quantization: the fp32 flatbuffer is rewritten by
+ai-edge-quantizer (LiteRT's quantizer) with its ``static_wi8_ai8`` recipe,
+calibrated by running the calibration clips (a ``quant.calib.CalibSet``; default
+the shipped calibration set) through the float model: int8 conv / FC weights
+(symmetric per output channel), int8 activations per tensor, int32 bias; every op
+of the lowered X3D (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, PAD,
+SLICE, MEAN, ...) runs in int8 under XNNPACK.  The interface tensors are int8 too
+(the recipe quantizes the graph input and output); the runner quantizes the float
+clip and dequantizes the logits with their scale and zero point, so callers pass
+float32 and get float32.  (litert-torch's own PT2E route - ``prepare_pt2e`` /
+``convert_pt2e`` + ``QuantConfig`` - fails on the lowered model: the converter
+rejects the temporal zero padding, "'tfl.pad' op quantization parameters violate
+the same scale constraint", and the NHWC layout pass stops at "Attempting to
+convert non-NHWC compatible node to NHWC: dequantize_per_tensor_1".)
 
 Run side (torch-free): ``ai_edge_litert`` (LiteRT, the successor of
 tflite-runtime, which no longer imports under numpy 2) or ``tflite_runtime``
@@ -45,7 +59,13 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.tflite"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_IO = ("int8",)  # interface tensors of the int8 model
+INT8_IO_REASON = ("ai-edge-quantizer 0.10's static int8 recipe quantizes the graph input and output too (int8 "
+                  "interface only); the runner quantizes the float clip and dequantizes the logits with the "
+                  "tensors' own scale and zero point, so callers still pass float32 and get float32")
+# TFLite ops the int8 recipe covers (ai-edge-quantizer's ALL_SUPPORTED); anything else would stay float
+INT8_RECIPE = "static_wi8_ai8"
 # Interpreter modules, best first: LiteRT, then the legacy tflite-runtime of older boards.
 INTERPRETERS: tuple[str, ...] = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 CONVERTER = "litert_torch"
@@ -76,6 +96,14 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _int8_params(detail: dict[str, Any]) -> tuple[float, int] | None:
+    """(scale, zero point) of an int8 interface tensor, None for a float one."""
+    if np.dtype(detail["dtype"]) != np.int8:
+        return None
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return float(scale), int(zp)
+
+
 class TfliteRunner:
     """A loaded ``.tflite``: ``runner(clip (1, 3, T, H, W) float32) -> logits (1, classes)``.
 
@@ -97,17 +125,40 @@ class TfliteRunner:
                            f"{tuple(artifact.input.shape)}")
         ops = getattr(interpreter, "_get_ops_details", lambda: [])()
         self.delegated = any(op.get("op_name") == "DELEGATE" for op in ops)
+        self._qin = _int8_params(inp[0])
+        self._qout = _int8_params(out[0])
 
     def __call__(self, clip: np.ndarray) -> np.ndarray:
         if self._interp is None:
             raise RuntimeError(f"{self.artifact.path}: runner is closed")
         x = check_clip(clip, self.artifact.input, self.artifact.path)
+        if self._qin is not None:  # int8 interface: quantize with the input tensor's parameters
+            scale, zp = self._qin
+            x = np.clip(np.rint(x / scale) + zp, -128, 127).astype(np.int8)
         self._interp.set_tensor(self._in, x)
         self._interp.invoke()
-        return self._interp.get_tensor(self._out).copy()
+        y = self._interp.get_tensor(self._out).copy()
+        if self._qout is not None:
+            scale, zp = self._qout
+            y = ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+        return y
 
     def close(self) -> None:
         self._interp = None
+
+
+def _calibration(calib: Iterable[np.ndarray] | None, variant: "Variant") -> tuple[list[np.ndarray], str]:
+    """Calibration clips (default: the shipped calibration set) and where they came from."""
+    from quant.calib import calib_clips, check_clips, read_calib
+
+    if calib is None:
+        calib = read_calib(None, variant.input_shape, progress=False)
+    clips, _ = calib_clips(calib)
+    where = str(getattr(calib, "path", "calibration clips"))
+    check_clips(clips, variant.input_shape, where)
+    if not clips:
+        raise BadInput("tflite int8: no calibration clips")
+    return clips, where
 
 
 class TfliteTarget:
@@ -178,8 +229,11 @@ class TfliteTarget:
         ``workdir/model.tflite`` and write the artifact.  ``model`` must be the torch
         module (litert-torch does not read ONNX)."""
         if variant.precision not in PRECISIONS:
-            raise BadInput(f"tflite: precision {variant.precision} is not supported yet "
-                           f"(supported: {', '.join(PRECISIONS)}; int8 arrives with the quantization issue)")
+            raise BadInput(f"tflite: precision {variant.precision} is not supported "
+                           f"(supported: {', '.join(PRECISIONS)})")
+        io = str(getattr(self.options.quant, "io", None) or "int8")
+        if variant.precision == "int8" and io not in INT8_IO:
+            raise BadInput(f"tflite int8 interface {io!r} is not available: {INT8_IO_REASON}")
         if isinstance(model, (str, Path)):
             raise BadInput(f"{model}: the tflite target converts PyTorch modules with litert-torch, which has no "
                            "ONNX importer (ONNX -> .tflite would need TensorFlow); compile from the model "
@@ -201,7 +255,13 @@ class TfliteTarget:
         with torch.no_grad():
             out_shape = tuple(lowered(example).shape)
         t1 = time.perf_counter()
+        quant_notes: dict[str, Any] = {}
+        clips: list[np.ndarray] = []
+        if variant.precision == "int8":
+            clips, source = _calibration(calib, variant)
         self._convert(lowered, example, workdir / MODEL_FILE)
+        if variant.precision == "int8":
+            quant_notes = {**self._int8(workdir / MODEL_FILE, clips), "calibration": source}
         t2 = time.perf_counter()
         notes: dict[str, Any] = {
             "lowering": ("Conv3d/BatchNorm3d/3D pools -> 2D ops on (T, C, H, W), temporal taps as pad + slices "
@@ -210,6 +270,8 @@ class TfliteTarget:
             "lower_s": round(t1 - t0, 2), "convert_s": round(t2 - t1, 2)}
         if variant.precision == "fp16":
             notes["fp16"] = self._fp16_weights(workdir / MODEL_FILE)
+        if quant_notes:
+            notes["quant"] = quant_notes
         tools = {"litert-torch": _version("litert-torch"), "torch": torch.__version__,
                  "ai-edge-litert": _version("ai-edge-litert")}
         return Artifact.create(workdir, target=self.name, variant=variant.tag, precision=variant.precision,
@@ -237,6 +299,44 @@ class TfliteTarget:
             else:
                 os.environ["LITERT_TORCH_SHOW_PROGRESS"] = show
         log.info("converted to %s (%.1f MB)", dest, dest.stat().st_size / 1e6)
+
+    @staticmethod
+    def _int8(path: Path, clips: list[np.ndarray]) -> dict[str, Any]:
+        """Rewrite ``path`` (the fp32 flatbuffer) as a full-integer int8 model calibrated on
+        ``clips``: ai-edge-quantizer's static recipe (int8 weights, symmetric per output
+        channel for conv/FC; int8 activations per tensor from min/max over the clips)."""
+        try:
+            from ai_edge_quantizer import quantizer, recipe
+        except ImportError:
+            raise BadInput(f"tflite int8 needs ai-edge-quantizer (part of the tflite extra); {EXTRA_HINT}") from None
+        module = _interpreter_module()
+        if module is None:
+            raise BadInput("tflite int8 calibrates on the LiteRT interpreter: pip install ai-edge-litert")
+        sig = module.Interpreter(model_path=str(path)).get_signature_list()
+        key = next(iter(sig))
+        name = sig[key]["inputs"][0]
+        before = path.stat().st_size
+        quiet = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"  # the calibration's per-op progress bar (no switch in its API)
+        try:
+            q = quantizer.Quantizer(str(path), getattr(recipe, INT8_RECIPE)())
+            result = q.calibrate({key: [{name: np.ascontiguousarray(c, dtype=np.float32)} for c in clips]},
+                                 num_threads=1)
+            q.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(
+                str(path), overwrite=True)
+        except BadInput:
+            raise
+        except Exception as e:  # noqa: BLE001 - the quantizer raises many types
+            raise BadInput(f"tflite int8: ai-edge-quantizer could not quantize the model: {first_line(e)}") from None
+        finally:
+            if quiet is None:
+                os.environ.pop("TQDM_DISABLE", None)
+            else:
+                os.environ["TQDM_DISABLE"] = quiet
+        return {"scheme": "full-integer int8 (ai-edge-quantizer static_wi8_ai8): conv/FC weights int8 symmetric "
+                          "per output channel, activations int8 per tensor (min/max calibration)",
+                "calibration_clips": len(clips), "io": "int8",
+                "size": f"{before / 1e6:.2f} -> {path.stat().st_size / 1e6:.2f} MB"}
 
     @staticmethod
     def _fp16_weights(path: Path) -> str:

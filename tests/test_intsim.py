@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.errors import BadInput
@@ -209,9 +210,13 @@ def test_non_pow2_scale_is_refused() -> None:
 
 
 # ----------------------------------------------------------------------------- zoo models vs ONNX Runtime
+N_CLASSES = 10  # the synthetic set's; a random 400-way head puts many classes within a rounding step of the top
+N_NOISE = 36
+
+
 def _quantized(name: str, tmp: Path) -> tuple[Path, list[np.ndarray]]:
-    """Lowered (hard activations) + pow2-quantized zoo model at 4 x 64 x 64, and 40 held-out clips
-    (24 shipped clips not used for calibration + 16 N(0, 1) clips)."""
+    """Lowered (hard activations) + pow2-quantized zoo model at 4 x 64 x 64 with a 10-class head, and 60
+    held-out clips (24 shipped clips not used for calibration + 36 N(0, 1) clips)."""
     import calib_data
     from edge.export import export_onnx
     from edge.models import create_model
@@ -221,52 +226,72 @@ def _quantized(name: str, tmp: Path) -> tuple[Path, list[np.ndarray]]:
     from targets.opset import FPGA_OPSET
 
     v = Variant(name, resolution=64, frames=4)
-    export_onnx(create_model(v, 400).eval(), v.input_shape, tmp / "src.onnx")
+    torch.manual_seed(0)
+    export_onnx(create_model(v, N_CLASSES).eval(), v.input_shape, tmp / "src.onnx")
     low = lower(onnx.load(str(tmp / "src.onnx")), FPGA_OPSET, hard_activations=True)
     clips = [c for c, _ in calib_data.load_clips(calib_data.shipped_manifest(), frames=4, resolution=64, limit=40)]
     qdq, _ = quantize(low, clips[:16])
     onnx.save(qdq, str(tmp / "q.onnx"))
     rng = np.random.default_rng(0)
-    return tmp / "q.onnx", clips[16:] + [rng.standard_normal(v.input_shape).astype(np.float32) for _ in range(16)]
+    return tmp / "q.onnx", clips[16:] + [rng.standard_normal(v.input_shape).astype(np.float32)
+                                         for _ in range(N_NOISE)]
 
 
-LOGIT_LSB_BOUND = 8  # |device - ORT| on the logits, in LSBs of the output scale (measured: <= 6)
-# Raw top-1 agreement floor per model.  These are untrained (random-init) 400-class nets whose int8 logits are
-# often tied or 1-2 LSB apart at the top; the device's round-half-up and ORT's round-half-to-even then pick
-# different classes on a few clips (convnet2d_s measured 0.96).  On clips whose top-2 margin in ORT exceeds
-# twice the error bound, agreement must be total.
-RAW_AGREEMENT = {"x3d_xs": 0.99, "convnet2d_s": 0.9}
+def _final_fraction(model: onnx.ModelProto) -> int:
+    """``e = f_in + f_w`` of the final Gemm, whose int32 accumulator is the logits."""
+    from quant.pow2 import fractions
+
+    fr = fractions(model)
+    by_out = {n.output[0]: n for n in model.graph.node}
+    gemm = by_out[model.graph.output[0].name]
+    assert gemm.op_type == "Gemm"
+
+    def dq(t: str) -> str:  # through structural ops to the DequantizeLinear that writes the value
+        n = by_out[t]
+        return n.name if n.op_type == "DequantizeLinear" else dq(n.input[0])
+
+    return sum(fr[dq(i)] for i in gemm.input[:2])
+
+
+AGREEMENT = 0.99  # simulator with ONNX's rounding vs ORT: every model
+# The device rounds half up (DPU), ORT half to even: the logits then differ by up to ~1000 accumulator LSBs
+# (~5% of their range) on these untrained nets, and convnet2d_s's top-2 margin is below that on ~4% of the
+# clips (measured 0.96 over 100 clips; x3d_xs 1.0).
+DEVICE_AGREEMENT = {"x3d_xs": 0.99, "convnet2d_s": 0.93}
+LOGIT_LSB_BOUND = 2 ** 14  # |device - ORT| on the logits, in LSBs of the accumulator (2^-e); measured below 2^11
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["convnet2d_s", "x3d_xs"])
 def test_simulator_agrees_with_onnxruntime(name: str, tmp_path: Path) -> None:
-    from quant.pow2 import fractions
+    """The logits are the final Gemm's int32 accumulator (no int8 requantization, so no rounding ties at
+    the top): the interpreter with ONNX's rounding reproduces ORT bit for bit on every clip (top-1
+    agreement 1.0), and the device (round half up) stays within a bounded logit error of it."""
     from targets.checker import check
     from targets.opset import FPGA_OPSET
 
     path, clips = _quantized(name, tmp_path)
     model = onnx.load(str(path))
     assert check(model, FPGA_OPSET) == []
-    f_out = fractions(model)[next(n.name for n in reversed(model.graph.node) if n.op_type == "QuantizeLinear")]
+    assert model.graph.node[-1].op_type == "Gemm"  # no QuantizeLinear on the logits
+    e = _final_fraction(model)
     device, cross = Simulator(model), Simulator(model, "half_even")
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     plain = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])  # QDQ semantics, float
-    agree, clear, err = [], [], []
-    for k, clip in enumerate(clips):
+    agree, agree_dev, err = [], [], []
+    for clip in clips:
         ref = plain.run(None, {"clip": clip})[0][0]
-        if k < 8:  # the interpreter with ONNX's rounding reproduces ONNX Runtime bit for bit
-            assert np.array_equal(cross(clip)[0], ref)
+        same = cross(clip)[0]
+        assert np.array_equal(same, ref)
+        agree.append(np.argmax(same) == np.argmax(ref))
         got = device(clip)[0]
-        hit = ref[np.argmax(got)] == ref.max()  # the device's top class is one of ORT's (tied) top classes
-        agree.append(hit)
-        top2 = np.sort(ref)[-2:]
-        if (top2[1] - top2[0]) * 2.0 ** f_out > 2 * LOGIT_LSB_BOUND:
-            clear.append(hit)
-        err.append(np.abs(got - ref).max() * 2.0 ** f_out)
+        acc = got.astype(np.float64) * 2.0 ** e  # the device's logits are integers at fraction e
+        assert np.array_equal(acc, np.rint(acc))
+        agree_dev.append(np.argmax(got) == np.argmax(ref))
+        err.append(np.abs(got - ref).max() * 2.0 ** e)
+    assert np.mean(agree) >= AGREEMENT
     assert max(err) <= LOGIT_LSB_BOUND, max(err)
-    assert np.mean(agree) >= RAW_AGREEMENT[name], np.mean(agree)
-    assert all(clear)
+    assert np.mean(agree_dev) >= DEVICE_AGREEMENT[name], np.mean(agree_dev)
     assert device.overflows == 0

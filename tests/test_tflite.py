@@ -21,10 +21,10 @@ import pvref
 from edge.errors import BadInput
 from edge.export import export_onnx
 from edge.lower2d import TemporalConv2d, fold_batchnorm, has_3d, to_2d, to_frames_first
-from edge.models import MODELS, create_model
+from edge.models import create_model
 from edge.models.common import Swish
 from edge.variant import Variant
-from helpers import randomize_bn
+from helpers import distinct_models, randomize_bn
 from targets import tflite
 from targets.base import ARTIFACT_JSON, Artifact, sha256_file
 from targets.registry import TargetOptions, get_target
@@ -191,7 +191,7 @@ def test_lowering_refuses_what_it_cannot_trace_or_size():
 # ----------------------------------------------------------------------------- lowering: the zoo
 
 def _zoo_params() -> list:
-    return [pytest.param(n, marks=pytest.mark.slow) if n in ("x3d_m", "x3d_l") else n for n in MODELS]
+    return [pytest.param(n, marks=pytest.mark.slow) if n == "x3d_l" else n for n in distinct_models()]
 
 
 @pytest.mark.parametrize("name", _zoo_params())
@@ -276,11 +276,6 @@ def test_check_rejects_dynamic_input(tmp_path):
 def test_compile_from_onnx_is_refused_with_the_reason(tmp_path):
     with pytest.raises(BadInput, match="no ONNX importer"):
         target().compile(tmp_path / "m.onnx", TOY_VARIANT, tmp_path / "art")
-
-
-def test_int8_refused_until_quant(toy, tmp_path):
-    with pytest.raises(BadInput, match="int8"):
-        target().compile(toy[0], TOY_VARIANT.with_(precision="int8"), tmp_path / "art")
 
 
 def test_compile_without_the_extra_names_it(toy, tmp_path, monkeypatch):
@@ -414,7 +409,7 @@ def test_load_without_an_interpreter_says_what_to_install(toy_artifact, monkeypa
 # ----------------------------------------------------------------------------- parity over the zoo
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", distinct_models())
 def test_fp32_parity_with_pytorch(name, tmp_path):
     """compile (lower + litert-torch) + load + run vs PyTorch at 4 x 64 (~1 min each)."""
     t = runtime()
