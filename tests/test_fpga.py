@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 import pvref
+from helpers import distinct_models
 from edge.cli import main
 from edge.errors import BadInput, GateFailed
 from edge.export import export_onnx
@@ -146,13 +147,8 @@ def test_compile_gate_fails_without_hard_activations(tmp_path: Path) -> None:
     assert 0 < hard.notes["lowering"]["vs_source"]["max_abs_diff"] < 1.0
 
 
-# At the small test input X3D-S and X3D-M are X3D-XS (same depth factor, the input is the only
-# difference), so they add minutes and no coverage.
-SAME_AS_TESTED = {"x3d_s": "x3d_xs", "x3d_m": "x3d_xs"}
-
-
 def _zoo_params() -> list:
-    return [pytest.param(name, marks=pytest.mark.slow) for name in MODELS if name not in SAME_AS_TESTED]
+    return [pytest.param(name, marks=pytest.mark.slow) for name in distinct_models()]  # X3D-S/M = X3D-XS here
 
 
 @pytest.mark.parametrize("name", _zoo_params())

@@ -17,10 +17,10 @@ from edge.cli import main
 from edge.compile import compile_variant
 from edge.errors import BadInput, GateFailed
 from edge.export import export_onnx
-from edge.models import MODELS, create_model
+from edge.models import create_model
 from edge.models.common import Swish
 from edge.variant import Variant
-from helpers import randomize_bn
+from helpers import distinct_models, randomize_bn
 from targets import tensorrt as trt_target
 from targets.base import ARTIFACT_JSON, Artifact, TensorSpec
 from targets.registry import TARGETS, TargetOptions, get_target
@@ -121,7 +121,7 @@ def zoo_export(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", RUNTIME_TARGETS)
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", distinct_models())
 def test_fp32_parity_with_pytorch(name, target, zoo_export, tmp_path):
     tgt = runtime(target)
     variant, path, clip, ref = zoo_export(name)
