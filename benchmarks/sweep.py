@@ -25,6 +25,15 @@ product::
     isolate = true              # measure each configuration in a fresh process (honest peak memory:
                                 # the sweep process holds torch after compiling)
 
+    calib_clips = 32            # int8: calibration clips (shipped calibration set) ...
+    held_out = 16               # ... and held-out clips for the fidelity gate
+    calib_mode = "stride"       # frame sampling of those clips: "stride" (X3D) or "uniform"
+    min_agreement = 0.99        # int8 fidelity floor (top-1 agreement with fp32); below it: skipped
+    jobs = 1                    # compile in this many processes at once (measuring is always serial)
+    onnx_cache = true           # export each checkpoint configuration to ONNX once, for every
+                                # ONNX-fed target and precision (out/onnx-cache)
+    hard_activations = false    # fpga: lower Swish/Sigmoid to ReLU6-based approximations
+
     [ckpt]                      # optional: checkpoint per model (default: untrained weights)
     x3d_xs = "ckpt/x3d_xs.pt"
 
@@ -71,7 +80,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from benchmarks.device import DeviceInfo
 from benchmarks.harness import BenchConfig, measure
@@ -89,6 +98,8 @@ AXES: tuple[str, ...] = ("model", "width", "resolution", "frames", "precision", 
 SETTINGS: dict[str, type | tuple[type, ...]] = {
     "runs": int, "warmup": int, "warmup_s": (int, float), "min_time": (int, float), "out": str, "device": str,
     "rotate": bool, "rounds": int, "seed": int, "isolate": bool, "ckpt": dict,
+    "calib_clips": int, "held_out": int, "calib_mode": str, "min_agreement": (int, float), "jobs": int,
+    "onnx_cache": bool, "hard_activations": bool,
 }
 STATUS_FILE = "sweep.json"
 
@@ -131,6 +142,13 @@ class SweepConfig:
     seed: int = 0
     isolate: bool = True
     ckpt: Mapping[str, Path] = field(default_factory=dict)
+    calib_clips: int = 32
+    held_out: int = 16
+    calib_mode: str = "stride"
+    min_agreement: float = 0.99
+    jobs: int = 1
+    onnx_cache: bool = True
+    hard_activations: bool = False
 
     def bench_config(self, threads: int | None) -> BenchConfig:
         return BenchConfig(runs=self.runs, warmup=self.warmup, warmup_s=self.warmup_s, min_time_s=self.min_time,
@@ -246,13 +264,18 @@ def load_config(path: str | Path) -> SweepConfig:
         settings["out"] = path.parent / settings["out"]
     else:
         settings["out"] = path.parent / "sweep-artifacts"
-    for key in ("warmup_s", "min_time"):
+    for key in ("warmup_s", "min_time", "min_agreement"):
         if key in settings:
             settings[key] = float(settings[key])
     config = SweepConfig(path=path, **{k: v for k, v in axes.items() if v is not None}, **settings,
                          ckpt=ckpt)  # type: ignore[arg-type]
-    if config.rounds < 1:
-        raise BadInput(f"{path}: setting 'rounds': value {config.rounds!r} is not a positive integer")
+    for key in ("rounds", "jobs", "calib_clips", "held_out"):
+        if getattr(config, key) < 1:
+            raise BadInput(f"{path}: setting {key!r}: value {getattr(config, key)!r} is not a positive integer")
+    if not 0.0 <= config.min_agreement <= 1.0:
+        raise BadInput(f"{path}: setting 'min_agreement': value {config.min_agreement!r} is not in [0, 1]")
+    if config.calib_mode not in ("stride", "uniform"):
+        raise BadInput(f"{path}: setting 'calib_mode': value {config.calib_mode!r} is not 'stride' or 'uniform'")
     try:
         config.bench_config(None)
     except BadInput as e:
@@ -318,6 +341,23 @@ def reusable(folder: Path, variant: Variant, target: str) -> Artifact | None:
     return art
 
 
+def refused_before(folder: Path, variant: Variant, target: str, min_agreement: float) -> str | None:
+    """The refusal reason when ``folder`` holds ``variant`` for ``target`` kept as failed by the
+    int8 fidelity gate at an agreement below ``min_agreement``: compiling it again gives the
+    same artifact (same calibration clips, same tools).  None otherwise."""
+    try:
+        art = Artifact.read(folder, verify=True) if (folder / "artifact.json").is_file() else None
+    except BadInput:
+        return None
+    if art is None or art.status != "failed" or art.target != target or art.variant != variant.tag:
+        return None
+    agreement = (art.fidelity or {}).get("agreement")
+    if not isinstance(agreement, (int, float)) or agreement >= min_agreement:
+        return None
+    return (f"compile refused: int8 top-1 agreement {agreement:.3f} with fp32 is below --min-agreement "
+            f"{min_agreement} (kept as failed in {folder})")
+
+
 def measure_order(cells: Sequence[Cell], rotate: bool, start: int = 0) -> list[Cell]:
     """Grid order, or (``rotate``) targets interleaved per variant with the first target
     rotating, beginning ``start`` configurations in (cyclically)."""
@@ -376,9 +416,8 @@ def run_sweep(config: SweepConfig, store: Store, device: DeviceInfo, progress: b
     compiled = reused = 0
     with logging_redirect_tqdm():
         with _progress(len(builds), "compile", progress) as bar:
-            for variant, target in builds:
-                bar.set_postfix_str(f"{target} {variant.tag}", refresh=True)
-                art, reason, failed = _build(config, variant, target)
+            jobs = [(config, v, t) for v, t in builds]
+            for (_, variant, target), (art, reason, failed) in build_all(jobs, config.jobs, bar):
                 if art is not None:
                     artifacts[(variant, target)] = art
                     if reason == "reused":
@@ -407,9 +446,38 @@ def run_sweep(config: SweepConfig, store: Store, device: DeviceInfo, progress: b
     return SweepResult(config.path, store.path, device, tuple(statuses.values()), compiled, reused, time.time() - t0)
 
 
-def _build(config: SweepConfig, variant: Variant, target: str) -> tuple[Artifact | None, str, bool]:
-    """(artifact, "reused" | "compiled", False) or (None, reason, failed?)."""
+def build_all(builds: Sequence[tuple[SweepConfig, Variant, str]], jobs: int, bar: Any
+              ) -> Iterator[tuple[tuple[SweepConfig, Variant, str], tuple[Artifact | None, str, bool]]]:
+    """:func:`build` every (config, variant, target), in this process or (``jobs`` > 1)
+    in that many worker processes; results in completion order.  ``bar``: a tqdm bar."""
+    if jobs == 1 or len(builds) < 2:
+        for job in builds:
+            bar.set_postfix_str(f"{job[2]} {job[1].tag}", refresh=True)
+            yield job, build(*job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: a fork of a process holding torch's and the runtimes' thread pools can hang
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(build, *job): job for job in builds}
+        for fut in as_completed(futures):
+            job = futures[fut]
+            bar.set_postfix_str(f"{job[2]} {job[1].tag}", refresh=True)
+            try:
+                result = fut.result()
+            except Exception as e:  # noqa: BLE001 - a dead worker fails its configuration, not the sweep
+                result = (None, f"compile failed: {type(e).__name__}: {e}", True)
+            yield job, result
+
+
+def build(config: SweepConfig, variant: Variant, target: str) -> tuple[Artifact | None, str, bool]:
+    """Compile (or reuse) ``variant`` for ``target`` into :func:`artifact_dir`:
+    (artifact, "reused" | "compiled", False) or (None, reason, failed?)."""
     folder = artifact_dir(config, variant, target)
+    refused = refused_before(folder, variant, target, config.min_agreement)
+    if refused is not None:
+        return None, refused, False
     art = reusable(folder, variant, target)
     if art is not None:
         log.info("reusing %s", folder)
@@ -417,7 +485,18 @@ def _build(config: SweepConfig, variant: Variant, target: str) -> tuple[Artifact
     from edge.compile import compile_variant  # torch: only when something must be compiled
 
     try:
-        art = compile_variant(variant, target, folder, ckpt=config.ckpt.get(variant.model))
+        calib = None
+        if variant.precision == "int8":
+            from quant.calib import read_calib
+
+            calib = read_calib(None, variant.input_shape, clips=config.calib_clips, held_out=config.held_out,
+                               progress=False, mode=config.calib_mode)
+        from targets.registry import TargetOptions
+
+        options = TargetOptions(hard_activations=True) if config.hard_activations else None
+        art = compile_variant(variant, target, folder, ckpt=config.ckpt.get(variant.model), options=options,
+                              calib=calib, min_agreement=config.min_agreement,
+                              onnx_cache=config.out / "onnx-cache" if config.onnx_cache else None)
     except (BadInput, GateFailed) as e:
         return None, f"compile refused: {str(e).splitlines()[0]}", False
     except Exception as e:  # noqa: BLE001 - one broken configuration must not end a long sweep

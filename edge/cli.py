@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edge.errors import BadInput, GateFailed
@@ -88,7 +89,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise BadInput(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
     variant = Variant(args.model, width=args.width, resolution=args.resolution or 0, frames=args.frames or 0,
                       precision=args.precision, prune=args.prune)
-    options = TargetOptions(threads=args.threads, device=args.device, hard_activations=args.hard_activations)
+    from quant.settings import QuantSettings, parse_ignore
+
+    quant = QuantSettings(exclude=parse_ignore(args.ignore), preset=args.nncf_preset, subset_size=args.subset_size)
+    if variant.precision != "int8" and (args.mixed or quant != QuantSettings()):
+        raise BadInput(f"--mixed, --ignore, --nncf-preset and --subset-size are for --precision int8, "
+                       f"not {variant.precision}")
+    options = TargetOptions(threads=args.threads, device=args.device, hard_activations=args.hard_activations,
+                            quant=quant)
     calib = None
     if variant.precision == "int8":
         from quant.calib import read_calib
@@ -104,7 +112,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     try:
         art = compile_variant(variant, args.target, args.out, ckpt=args.ckpt, options=options, calib=calib,
-                              min_agreement=args.min_agreement)
+                              min_agreement=args.min_agreement, mixed=args.mixed)
     except GateFailed:
         if (Path(args.out) / ARTIFACT_JSON).is_file():  # the failed artifact was kept: show it, then exit 1
             emit(args, summary(Artifact.read(args.out, verify=False)), _compile_text)
@@ -121,6 +129,9 @@ def _compile_text(s: dict[str, Any]) -> str:
         sqnr = fid["sqnr_db"] if isinstance(fid["sqnr_db"], str) else f"{fid['sqnr_db']:.1f}"
         lines.append(f"  int8 vs fp32 on {fid['clips']} held-out clips: top-1 agreement {fid['agreement']:.3f}, "
                      f"cosine {fid['cosine']:.4f}, SQNR {sqnr} dB")
+    mixed = s["notes"].get("mixed")
+    if mixed:
+        lines.append(f"  mixed precision: {len(mixed['excluded_nodes'])} nodes float; {mixed['why']}")
     check = s["notes"].get("check")
     if check:
         lines.append(f"  vs PyTorch on one random clip: max abs diff {check['max_abs_diff']:.2e}, "
@@ -408,8 +419,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    # Until the end-to-end demo lands, the main job shows the zoo.
-    return cmd_models(argparse.Namespace(json=args.json, model=None))
+    from edge.demo import PLANS, run_demo
+
+    plan = PLANS["quick" if args.quick else "full"]
+    summary = run_demo(plan, args.out, device=args.device, progress=not args.json, budget_ms=args.budget_ms)
+    emit(args, summary, _demo_text)
+    return 0
+
+
+def _demo_text(d: dict[str, Any]) -> str:
+    lines = [f"\nedgevid demo ({d['plan']}) on {d['device']}: {d['seconds']:.0f} s "
+             + ", ".join(f"{k} {v:.0f} s" for k, v in d["steps_s"].items())]
+    lines += [f"skipped target {t}: {why}" for t, why in d["skipped_targets"].items()]
+    rows = []
+    for c in d["cells"]:
+        rows.append((c["target"], c["variant"], c["status"],
+                     "-" if c.get("p50_ms") is None else f"{c['p50_ms']:.2f}", c.get("reason") or ""))
+    lines.append(table(rows, ("target", "configuration", "status", "p50 ms", "note")))
+    n = d["counts"]
+    lines.append(", ".join(f"{v} {k}" for k, v in sorted(n.items())) + f"; store {d['db']}")
+    lines.append(_select_text({**d["selection"], "explain": False, "validation": None}))
+    r = d["run"]
+    if r is not None:
+        lines.append(f"\nrun: {Path(d['video']).name} streamed over the {r['target']} artifacts, "
+                     f"budget {d['budget']['latency_ms']:g} ms:")
+        lines.append(_run_text({"summary": r["summary"], "window": r["window"], "stride": r["stride"]}))
+    lines.append(f"\nreport: {d['report']['html']} (summary {d['report']['markdown']}); "
+                 f"everything is under {d['out']}")
+    return "\n".join(lines)
 
 
 def _add_models(p: argparse.ArgumentParser) -> None:
@@ -463,6 +500,14 @@ def _add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="int8: top-1 agreement with fp32 on held-out clips below which the build fails "
                         "(exit 1, artifact kept and marked failed; default %(default)s)")
+    p.add_argument("--mixed", "--mixed-precision", dest="mixed", action="store_true",
+                   help="int8 (onnxruntime, openvino): keep the most sensitive layers float until "
+                        "--min-agreement is met; keep the fastest measured configuration")
+    p.add_argument("--ignore", metavar="NODE,...",
+                   help="int8: layers kept float - ONNX node names, op types (Conv, Mul) or 'depthwise'")
+    p.add_argument("--nncf-preset", default="performance", choices=("performance", "mixed"),
+                   help="int8 on openvino: NNCF preset (default %(default)s)")
+    p.add_argument("--subset-size", type=int, help="int8 on openvino: calibration clips NNCF uses (default all)")
     p.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
     p.add_argument("--resolution", type=int, help="crop side in pixels (default: the model's)")
     p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
@@ -601,11 +646,57 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     r = prune_job(args.model, args.ckpt, args.ratio, args.out, data=args.data, epochs=args.epochs,
                   criterion=args.criterion, global_=args.global_, round_to=args.round_to, iterative=args.iterative,
-                  frames=args.frames or 0, resolution=args.resolution or 0, limit=args.limit, lr=args.lr)
+                  frames=args.frames or 0, resolution=args.resolution or 0, limit=args.limit, lr=args.lr,
+                  recal_clips=args.recal_clips)
     emit(args, r, lambda d: f"wrote {d['out']}: {d['model']} params {d['params_before'] / 1e6:.2f}M -> "
                             f"{d['params_after'] / 1e6:.2f}M, GFLOPs {d['gflops_before']:.3f} -> "
                             f"{d['gflops_after']:.3f} (cut {d['flops_cut']:.1%}, target {d['ratio']:.0%})")
     return 0
+
+
+def cmd_qat(args: argparse.Namespace) -> int:
+    import torch
+
+    from quant.qat import QatConfig, qat_job
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("quant.qat").setLevel(logging.INFO)
+    cfg = QatConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, limit=args.limit)
+    r = qat_job(args.model, args.target, args.data, args.out, ckpt=args.ckpt, width=args.width,
+                resolution=args.resolution, frames=args.frames, cfg=cfg, calib=args.calib,
+                calib_clips=args.calib_clips, calib_method=args.calib_method, val=args.val,
+                hard_activations=args.hard_activations)
+    fid = r["fidelity_vs_qat_module"]
+    emit(args, r, lambda d: f"QAT ({d['scheme']}) {d['epochs']} epochs, {d['steps']} steps"
+         + (f", val top-1 {d['val_top1']:.1%}" if d["val_top1"] is not None else "")
+         + f"; int8 artifact {d['artifact']} ({d['status']})"
+         + (f", agreement with the QAT model {fid['agreement']:.1%} on {fid['clips']} held-out clips" if fid else ""))
+    return 0 if r["status"] != "failed" else 1
+
+
+def _add_qat(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_xs")
+    p.add_argument("--ckpt", help="trained edgevid checkpoint, plain or slimmable (default: untrained weights)")
+    p.add_argument("--target", required=True, help="fpga (power-of-two), onnxruntime or openvino (per-channel)")
+    p.add_argument("--data", required=True, help="labelled training clips (manifest.csv or folder)")
+    p.add_argument("--val", help="labelled clips: top-1 of the QAT model after every epoch")
+    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default %(default)s)")
+    p.add_argument("--limit", type=int, help="training clips per epoch (default all; a new subset each epoch)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate, cosine decay (default %(default)s)")
+    p.add_argument("--calib", help="calibration clips (default: --data)")
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
+                   help="calibration method, as for compile (default %(default)s)")
+    p.add_argument("--calib-clips", type=int, default=32, help="calibration clips (default %(default)s)")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
+    p.add_argument("--resolution", type=int, help="crop side in pixels (default: the model's)")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
+    p.add_argument("--hard-activations", action="store_true",
+                   help="Swish/Sigmoid -> hard approximations (the fpga target needs it for X3D)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="folder: qat.pt (resumable), qat_model.onnx, artifact/")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _add_prune(p: argparse.ArgumentParser) -> None:
@@ -615,7 +706,10 @@ def _add_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="pruned checkpoint to write (records its architecture)")
     p.add_argument("--data", help="labelled clips for the KD fine-tune (default: the shipped set)")
     p.add_argument("--epochs", type=int, default=0, help="KD fine-tune epochs after each step (0 = prune only)")
-    p.add_argument("--criterion", default="l1", choices=("l1", "l2", "bn"), help="channel importance (default l1)")
+    p.add_argument("--criterion", default="l1", choices=("l1", "l2", "bn", "prefix"),
+                   help="channel importance (default l1; prefix: keep the first channels, for MutualNet checkpoints)")
+    p.add_argument("--recal-clips", type=int, default=0,
+                   help="re-estimate BN statistics on N clips of --data after each pruning step (default 0)")
     p.add_argument("--global", dest="global_", action="store_true", help="one ranking over all layers")
     p.add_argument("--round-to", type=int, help="keep channel counts multiples of this, e.g. 8")
     p.add_argument("--iterative", type=int, default=1, help="prune in K steps, fine-tuning after each")
@@ -626,7 +720,109 @@ def _add_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks.harness import parse_affinity
+    from calib_data.video import is_camera, open_capture
+    from edge.run import default_window, open_switcher, pinned, stream, summarize
+    from edge.switch import SwitchConfig
+
+    config = SwitchConfig(args.budget_ms, window=args.history, dwell=args.dwell, up_ratio=args.up_ratio)
+    source: str | int = int(args.video) if is_camera(args.video) else args.video
+    if not is_camera(source):
+        open_capture(source).release()  # an unreadable video fails here, before the runners load
+    affinity = parse_affinity(args.affinity) if args.affinity else None
+    with pinned(affinity):
+        setup = open_switcher(args.artifacts, config, db=args.db, device=args.device, accuracy_file=args.accuracy,
+                              threads=args.threads)
+        try:
+            policy = setup.switcher.policy
+            if not policy.feasible:
+                log.warning("budget %g ms: no configuration's p90 fits (cheapest %s: %.2f ms); running the cheapest",
+                            args.budget_ms, policy.cheapest.name, policy.cheapest.stored_ms)
+            window = default_window(setup, args.window)
+            stride = args.stride if args.stride is not None else max(1, window // 2)
+            results = []
+            for r in stream(source, setup, window, stride, args.max_clips):
+                results.append(r)
+                if not args.json:
+                    print(_run_line(r.to_json(), args.budget_ms), flush=True)
+            summary = summarize(results, setup)
+        finally:
+            setup.close()
+    emit(args, {"video": args.video, "artifacts": args.artifacts, "window": window, "stride": stride,
+                "threads": setup.threads, "affinity": None if affinity is None else list(affinity),
+                "clips": [r.to_json() for r in results], "summary": summary.to_json()}, _run_text)
+    return 0
+
+
+def _run_line(c: dict[str, Any], budget: float) -> str:
+    pred = c["label"] if c["label"] is not None else str(c["prediction"])
+    line = (f"clip {c['clip']:4d}  frame {c['frame']:5d}  {pred} ({c['score']:.2f})  {c['config']}  "
+            f"{c['latency_ms']:.2f} ms" + ("" if c["within_budget"] else f" > {budget:g}"))
+    if c["switched"]:
+        line += f"  [{c['reason']}: {c['detail']}; switch {c['switch_ms'] * 1e3:.0f} us]"
+    return line
+
+
+def _run_text(d: dict[str, Any]) -> str:
+    s = d["summary"]
+    used = s["configs_used"]
+    rows = [(c["name"], c["target"], f"{c['frames']}x{c['resolution']}", f"{c['stored_ms']:.2f}", c["latency_source"],
+             f"{c['accuracy']:.3f}", c["accuracy_source"], used.get(c["name"], 0) if c["ladder"] else "dominated")
+            for c in sorted(s["candidates"], key=lambda c: c["stored_ms"])]
+    lines = [table(rows, ("configuration", "target", "frames x px", "p90 ms", "latency from", "accuracy",
+                          "accuracy from", "clips"))]
+    lat, mem = s["latency_ms"], s["memory"]
+    if s["clips"]:
+        lines.append(f"{s['clips']} clips (window {d['window']} frames, stride {d['stride']}), budget "
+                     f"{s['budget_ms']:g} ms: {s['within_budget']:.1%} within budget; observed mean "
+                     f"{lat['mean']:.2f} / p90 {lat['p90']:.2f} / max {lat['max']:.2f} ms "
+                     f"(+ {s['prep_ms_mean']:.2f} ms input preparation)")
+        lines.append("configurations used: " + ", ".join(f"{n} x{k}" for n, k in used.items()))
+        lines.append(f"mean accuracy: {s['mean_accuracy']:.3f} ({s['accuracy_source']})")
+    else:
+        lines.append(f"no clip: the video ended before one window of {d['window']} frames")
+    lines.append("switches: 0" if not s["switches"] else
+                 f"switches: {s['switches']}, cost mean {s['switch_ms_mean'] * 1e3:.0f} us, max "
+                 f"{s['switch_ms_max'] * 1e3:.0f} us (no reload: all runners stay loaded)")
+    if mem.get("runners_mb") is not None:
+        lines.append(f"memory: {mem['runners']} runners loaded together add {mem['runners_mb']:.1f} MiB "
+                     f"(process RSS {mem['rss_mb']:.1f} MiB, peak {mem['peak_mb']:.1f} MiB)")
+    if s["note"]:
+        lines.append(f"WARNING: {s['note']}")
+    return "\n".join(lines)
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", metavar="VIDEO", help="video file, stream URL or camera index (e.g. 0)")
+    p.add_argument("--artifacts", required=True, metavar="DIR",
+                   help="folder searched recursively for artifacts, one per configuration (e.g. a sweep's out)")
+    p.add_argument("--budget-ms", type=float, required=True, help="latency budget of one clip's inference (p90)")
+    p.add_argument("--db", help="result store with the artifacts' latencies (default: $EDGEVID_DB or "
+                   "./edgevid.sqlite when it exists; otherwise each artifact is measured briefly at load)")
+    p.add_argument("--device", help="device name or id in the store (default: this machine)")
+    p.add_argument("--accuracy", metavar="FILE.json",
+                   help="top-1 per variant tag (or TARGET:VARIANT, or artifact folder) for artifacts without one")
+    p.add_argument("--window", type=int, help="frames each clip is sampled from (default: 16, or more when a "
+                   "configuration takes more)")
+    p.add_argument("--stride", type=int, help="new frames between clips (default: half the window)")
+    p.add_argument("--max-clips", type=int, help="stop after N clips")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the CPUs this process may use)")
+    p.add_argument("--affinity", help="pin the run to these CPUs, e.g. 0 or 2-3")
+    p.add_argument("--history", type=int, default=12, help="calls per configuration in the observed p90 "
+                   "(default %(default)s)")
+    p.add_argument("--dwell", type=int, default=8, help="clips at a configuration before stepping up "
+                   "(default %(default)s)")
+    p.add_argument("--up-ratio", type=float, default=0.8, help="step up when the next configuration is predicted "
+                   "within this share of the budget (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="edgevid-demo", help="output folder (default ./%(default)s); a rerun resumes")
+    p.add_argument("--quick", action="store_true", help="fewer configurations and runs (about 2 minutes)")
+    p.add_argument("--budget-ms", type=float, help="p90 latency budget in ms (default 40)")
+    p.add_argument("--device", help="device name in the result store (default: the hostname)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -649,6 +845,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
               _add_train, cmd_train),
     "eval": ("top-1 per configuration (width x resolution x frames) on labelled clips", _add_eval, cmd_eval),
     "prune": ("structured channel pruning to a FLOPs cut, plus KD fine-tune", _add_prune, cmd_prune),
+    "qat": ("quantization-aware fine-tuning for a target's int8 scheme, then its int8 artifact", _add_qat,
+            cmd_qat),
+    "run": ("stream a video, switching configurations (width/resolution/frames) to hold a latency budget",
+            _add_run, cmd_run),
     "demo": ("the main job end to end on the embedded defaults", _add_demo, cmd_demo),
 }
 

@@ -78,6 +78,10 @@ def test_threads_default_to_the_harness_default(tmp_path):
     ('model = "x3d_xs"\nruns = 0\n', "runs", None),
     ('model = "x3d_xs"\nwidth = []\n', "width", None),
     ('width = [1.0]\n', "model", None),
+    ('model = "x3d_xs"\njobs = 0\n', "jobs", "0"),
+    ('model = "x3d_xs"\nmin_agreement = 1.5\n', "min_agreement", "1.5"),
+    ('model = "x3d_xs"\ncalib_mode = "random"\n', "calib_mode", "random"),
+    ('model = "x3d_xs"\ncalib_clips = 0\n', "calib_clips", "0"),
 ])
 def test_unknown_axis_or_value_names_file_axis_and_value(tmp_path, text, axis, value):
     path = write(tmp_path, text)
@@ -172,7 +176,8 @@ def test_refused_and_broken_compiles_are_recorded_and_the_sweep_goes_on(tmp_path
     v = Variant.from_tag(TINY_VARIANT)
     calls = []
 
-    def compile_variant(variant, target, out_dir, ckpt=None, options=None):
+    def compile_variant(variant, target, out_dir, ckpt=None, options=None, calib=None, min_agreement=None,
+                        onnx_cache=None):
         calls.append(variant.tag)
         if variant.precision == "int8":
             raise BadInput(f"{target}: precision int8 is not supported yet (supported: fp32, fp16)")
