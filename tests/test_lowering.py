@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from edge.errors import BadInput
 from targets.checker import check
 from targets.lowering import lower
 from targets.opset import FPGA_OPSET, OPSETS, IntRange, OpRule, OpSet
@@ -202,7 +203,27 @@ def test_pool3d_lowering_is_exact(case: dict) -> None:
         run(model, x)
     except Exception as e:  # noqa: BLE001
         assume(not str(e))  # an attribute set ORT itself refuses is not a lowering case
+    assume(not negative_same_padding(case))  # refused by the lowering: test_negative_same_padding_is_refused
     assert_lowered_equal(model, x)
+
+
+def negative_same_padding(case: dict) -> bool:
+    """SAME auto_pad whose ONNX padding formula is negative on some axis (stride > window):
+    onnxruntime crops the input of a pool there (a Conv clamps the padding to 0)."""
+    if case["auto_pad"] not in ("SAME_UPPER", "SAME_LOWER"):
+        return False
+    return any((-(-n // s) - 1) * s + (k - 1) * d + 1 - n < 0
+               for n, s, k, d in zip(case["shape"][2:], case["s"], case["k"], case["d"]))
+
+
+def test_negative_same_padding_is_refused() -> None:
+    """AveragePool k=1, stride 3, SAME_UPPER on an axis of 3: ONNX's formula pads by -2, i.e.
+    crops, and onnxruntime returns x[1]; the lowering refuses it with the reason."""
+    case = dict(op="AveragePool", k=(1, 1, 1), s=(3, 1, 1), d=(1, 1, 1), pads=[0] * 6, auto_pad="SAME_UPPER",
+                ceil_mode=0, shape=(1, 1, 3, 1, 1), count_include_pad=0, seed=0)
+    assert negative_same_padding(case)
+    with pytest.raises(BadInput, match="negative padding"):
+        lower(pool3d_model(case), FPGA_OPSET)
 
 
 def test_x3d_head_pool_becomes_global_pooling() -> None:

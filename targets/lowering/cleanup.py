@@ -67,7 +67,7 @@ def global_pools(g: Graph, opset: OpSet) -> int:
         shape = g.static_shape(node.input[0]) if node.input else None
         if (node.op_type in ("MaxPool", "AveragePool") and shape is not None and len(shape) == 4
                 and len([o for o in node.output if o]) == 1 and opset.allows("Global" + node.op_type)):
-            win = Window.from_attrs(attrs_of(node), shape[2:], (), node.name)
+            win = Window.from_attrs(attrs_of(node), shape[2:], (), node.name, pooling=True)
             if (win.kernel == shape[2:] and not any(win.pads_begin + win.pads_end)
                     and all(d == 1 for d in win.dilations)):
                 nodes.append(g.make("Global" + node.op_type, [node.input[0]], node.name, outputs=list(node.output)))

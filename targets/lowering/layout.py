@@ -251,7 +251,7 @@ def h_pool(p: LayoutPass, node: onnx.NodeProto) -> bool:
         return False
     attrs = attrs_of(node)
     x = p.to_perm(p.get(node.input[0]), TCHW)
-    win = Window.from_attrs(attrs, x.shape[2:], (), node.name or node.op_type)
+    win = Window.from_attrs(attrs, x.shape[2:], (), node.name or node.op_type, pooling=True)
     y, (t, c, h, w) = lower_pool3d(p.g, node.op_type, x.name, x.phys_shape, win,
                                    int(attrs.get("count_include_pad", 0)), node.name or "pool3d", p.out)
     p.env[node.output[0]] = Lowered(y, TCHW, (1, c, t, h, w))

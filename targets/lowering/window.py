@@ -26,8 +26,12 @@ class Window:
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, object], in_spatial: Sequence[int], kernel: Sequence[int],
-                   where: str) -> "Window":
-        """Resolve ONNX window attributes; ``kernel`` from the weight (Conv) or ``kernel_shape``."""
+                   where: str, pooling: bool = False) -> "Window":
+        """Resolve ONNX window attributes; ``kernel`` from the weight (Conv) or ``kernel_shape``.
+
+        SAME auto_pad whose padding formula goes negative (stride longer than the window):
+        onnxruntime clamps it to 0 for Conv but crops the input for pooling; Conv is
+        resolved like onnxruntime, pooling is refused (``pooling``)."""
         n = len(in_spatial)
         k = tuple(int(v) for v in attrs.get("kernel_shape", kernel))  # type: ignore[union-attr]
         s = tuple(int(v) for v in attrs.get("strides", (1,) * n))  # type: ignore[union-attr]
@@ -45,7 +49,13 @@ class Window:
         elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             b, e = [], []
             for i in range(n):
-                total = max(0, (math.ceil(in_spatial[i] / s[i]) - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_spatial[i])
+                total = (math.ceil(in_spatial[i] / s[i]) - 1) * s[i] + (k[i] - 1) * d[i] + 1 - in_spatial[i]
+                if total < 0 and not pooling:
+                    total = 0
+                elif total < 0:  # ONNX's formula then crops the input (onnxruntime's pooling follows it)
+                    raise BadInput(f"{where}: auto_pad {auto_pad} with stride {s[i]} longer than the window "
+                                   f"({(k[i] - 1) * d[i] + 1}) on an axis of {in_spatial[i]} gives negative padding "
+                                   f"({total}); use explicit pads")
                 small, big = total // 2, total - total // 2
                 b.append(small if auto_pad == "SAME_UPPER" else big)
                 e.append(big if auto_pad == "SAME_UPPER" else small)
