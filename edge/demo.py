@@ -204,8 +204,10 @@ def sweeps(plan: DemoPlan, paths: DemoPaths, device: str | None, pruned: Path | 
                                    ckpt={MODEL: SHIPPED_CKPT}))
         if pruned is not None and tp.pruned:
             full = max(plan.widths), max(plan.resolutions), max(plan.frames)
-            out.append(SweepConfig(**common, width=(full[0],), resolution=(full[1],), frames=(full[2],),
-                                   prune=(plan.prune,), ckpt={MODEL: pruned}))
+            # a folder of their own: the run step streams over the configurations whose accuracy is known
+            out.append(SweepConfig(**{**common, "out": paths.artifacts / "pruned"}, width=(full[0],),
+                                   resolution=(full[1],), frames=(full[2],), prune=(plan.prune,),
+                                   ckpt={MODEL: pruned}))
     return out
 
 
