@@ -114,6 +114,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, variant: Variant, num_cl
     payload = {"format": FORMAT, "version": VERSION, "variant": variant.tag, "num_classes": num_classes,
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "meta": dict(meta or {})}
+    return atomic_save(payload, path)
+
+
+def atomic_save(payload: object, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: ``path`` is
+    either the old file or the whole new one, never half written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:

@@ -599,11 +599,11 @@ def finetune_kd_resumable(student: nn.Module, clips_u8: Any, labels: Any, teache
     uninterrupted one does.  Returns the history: one row per evaluation (step, epoch,
     lr, mean training loss since the previous row, ``top1`` from ``evaluate``, seconds).
     """
-    import os
-    import tempfile
     import time
 
     import numpy as np
+
+    from edge.checkpoint import atomic_save
 
     state_path = Path(state_path)
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
@@ -632,15 +632,7 @@ def finetune_kd_resumable(student: nn.Module, clips_u8: Any, labels: Any, teache
         payload = {"student": {k: v.detach().clone() for k, v in student.state_dict().items()},
                    "opt": opt.state_dict(), "step": step, "history": history, "schedule": sched_json,
                    "seconds": seconds, "losses": list(losses)}
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=state_path.parent, prefix=state_path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, state_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_save(payload, state_path)
 
     def record(losses: list[float]) -> None:
         row = {"step": step, "epoch": round(step / spe, 4), "lr": sched.lr_at(max(0, step - 1), total),
