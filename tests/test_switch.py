@@ -361,9 +361,11 @@ def test_run_compiled_x3d(x3d_arts, capsys):
 
 @pytest.mark.slow
 def test_steps_down_under_injected_cpu_load_and_back_up(x3d_arts, tmp_path):
-    """One runner thread pinned to one CPU; a busy loop pinned to the same CPU from clip 30 to
-    clip 80 halves its share of the CPU.  The budget sits between b and c, from latencies
-    measured here: unloaded the switcher runs b, loaded it steps down to a, then back to b."""
+    """One runner thread pinned to one CPU; two busy loops pinned to the same CPU from clip 30
+    to clip 80 cut its share of the CPU to about a third.  The budget sits between b and c, from
+    latencies measured here: unloaded the switcher runs b, loaded it steps down to a, then back
+    to b.  The counts leave room for other processes sharing the machine (a CI box running
+    two suites): the 3x injected load is what must show, not a quiet baseline."""
     from benchmarks.device import fingerprint
     from benchmarks.harness import BenchConfig, measure
     from benchmarks.store import Store
@@ -386,7 +388,7 @@ def test_steps_down_under_injected_cpu_load_and_back_up(x3d_arts, tmp_path):
         assert p90["a"] * 2 < p90["b"] and p90["b"] * 1.55 < p90["c"], p90
         budget = 1.5 * p90["b"]  # b fits with margin, c does not; b under 2x load does not either
         setup = load_switcher(plan, SwitchConfig(budget, window=10, dwell=6))
-        hog = CpuHog((cpu,))
+        hog = CpuHog((cpu,), processes=2)
         results = []
         try:
             for r in stream(VIDEO, setup, window=4, stride=1, max_clips=150):
@@ -403,13 +405,13 @@ def test_steps_down_under_injected_cpu_load_and_back_up(x3d_arts, tmp_path):
     timeline = "".join(used)
     assert len(results) == 150
     assert used[0] == "b", timeline
-    assert used[10:30].count("b") >= 15, timeline  # unloaded: b
+    assert used[10:30].count("b") >= 12, timeline  # unloaded: mostly b
     downs = [r.decision for r in results if r.decision.reason == "down" and 30 <= r.decision.index < 80]
-    assert downs and name[downs[0].config] == "a", timeline
+    assert downs and "a" in {name[d.config] for d in downs}, timeline
     assert used[60:80].count("a") >= 15, timeline  # loaded: a
     ups = [r.decision for r in results if r.decision.reason == "up" and r.decision.index >= 80]
     assert ups and name[ups[0].config] == "b", timeline
-    assert used[120:].count("b") >= 25, timeline  # unloaded again: b
+    assert used[120:].count("b") >= 20, timeline  # unloaded again: mostly b
     switches = [r.decision for r in results if r.decision.switched]
-    assert len(switches) <= 6, timeline  # no oscillation
+    assert len(switches) <= 8, timeline  # no oscillation
     assert max(d.switch_ms for d in switches) < 1.0  # a switch is a dictionary lookup, not a reload
