@@ -31,10 +31,11 @@ Recipe (:class:`OrtQuant`, chosen by :func:`ort_recipe`):
   than the int8 GEMMs save; ``quant.mixed`` therefore also tries keeping the
   depthwise and elementwise ops float (fewest conversions) and keeps the fastest.
 - Calibration: MinMax, Percentile (99.999) or Entropy, over the given clips.
-  Entropy runs ORT's EntropyCalibrater with 1024 histogram bins
-  (:func:`entropy_ranges`): through ``quantize_static`` it gets 128 histogram
-  and 128 quantized bins, which leaves a single threshold candidate - the full
-  range - so it gave exactly MinMax's scales.
+  Entropy collects histograms with ORT's EntropyCalibrater (2048 bins) and
+  takes TensorRT's KL threshold on |x| (:func:`entropy_ranges`, quant/kl.py):
+  through ``quantize_static`` ORT's search gets 128 histogram and 128 quantized
+  bins (a single candidate: exactly MinMax), and with more bins it clips every
+  ReLU output to its smallest candidate.
 - Layers kept float: ``exclude`` node names (``nodes_to_exclude``), from
   ``--ignore`` or the mixed-precision search (``quant.mixed``), which also reuses
   one calibration for all its candidates (``calib_cache``).
@@ -64,8 +65,9 @@ log = logging.getLogger(__name__)
 TRT_OP_TYPES: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
 CPU_OP_TYPES: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
 PERCENTILE = 99.999
-ENTROPY_BINS = 1024  # histogram bins of the entropy calibrater (ORT's default 128 makes it MinMax)
+ENTROPY_BINS = 2048  # histogram bins of the entropy calibrater (ORT's default 128 makes it MinMax)
 ENTROPY_QUANTIZED_BINS = 128
+KEEP_RANGE_READERS = frozenset({"Add", "Mul", "Sum"})  # entropy: tensors these read keep their observed range
 
 
 @dataclass(frozen=True)
@@ -195,17 +197,22 @@ def entropy_ranges(src: str | Path, reader: Any, recipe: OrtQuant, cache: Path) 
     """Entropy (KL-divergence) activation ranges of ``src`` over ``reader``'s clips,
     written to ``cache`` in the format ``quantize_static(calibration_cache_path=)`` reads.
 
-    ``quantize_static`` builds its EntropyCalibrater with ORT's defaults of 128
-    histogram bins and 128 quantized bins and offers no option to change them; with
-    equal counts the threshold search has exactly one candidate - the full range -
-    so "entropy" silently equals MinMax.  Here the calibrater gets
-    :data:`ENTROPY_BINS` histogram bins (the search then tries
-    (ENTROPY_BINS - ENTROPY_QUANTIZED_BINS) / 2 + 1 thresholds).  The entropy
-    threshold is symmetric (+-t); for an asymmetric recipe each end is clamped to
-    the observed min / max so a non-negative tensor (ReLU output) keeps its
-    one-sided range.
+    onnxruntime collects the histograms (its EntropyCalibrater, :data:`ENTROPY_BINS`
+    bins; through ``quantize_static`` it would get 128 histogram and 128 quantized
+    bins, which leaves one threshold candidate - the full range - so "entropy" would
+    silently equal MinMax).  The thresholds come from :func:`quant.kl.entropy_range`
+    (TensorRT's KL search on |x|): onnxruntime's own search clips ReLU outputs to the
+    smallest candidate (see quant/kl.py).  Tensors read by an Add or a Mul (residual
+    sums, Swish and squeeze-excitation gates) keep their observed range: clipping a
+    factor of a product or a term of a sum compounds downstream.  Trained X3D-XS,
+    32 calibration / 64 held-out clips, ORT: KL everywhere agreed with fp32 on 53 %
+    of clips (cosine 0.86); KL except Add/Mul inputs 89 % (0.997); MinMax 92 %.
     """
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+    import onnx
+    from onnxruntime.quantization.calibrate import (CalibrationMethod, TensorData, TensorsData, create_calibrator,
+                                                    save_tensors_data)
+
+    from quant.kl import entropy_range
 
     with tempfile.TemporaryDirectory(prefix="edgevid-entropy-") as tmp:
         calibrator = create_calibrator(Path(src), list(recipe.op_types) if recipe.op_types else [],
@@ -214,16 +221,23 @@ def entropy_ranges(src: str | Path, reader: Any, recipe: OrtQuant, cache: Path) 
                                        extra_options={"num_bins": ENTROPY_BINS,
                                                       "num_quantized_bins": ENTROPY_QUANTIZED_BINS,
                                                       "symmetric": recipe.symmetric_activations})
-        calibrator.collect_data(reader)
-        observed = {k: (v[2], v[3]) for k, v in calibrator.collector.histogram_dict.items()}
-        with contextlib.redirect_stdout(io.StringIO()):  # the calibrater prints its bin counts
-            ranges = calibrator.compute_data()
-    if not recipe.symmetric_activations:
-        for name, (lo, hi) in observed.items():
-            data = ranges.data[name]
-            data.lowest = np.maximum(data.lowest, np.asarray(lo, dtype=data.lowest.dtype))
-            data.highest = np.minimum(data.highest, np.asarray(hi, dtype=data.highest.dtype))
-    save_tensors_data(ranges, cache)
+        with contextlib.redirect_stdout(io.StringIO()):  # the collector prints its progress
+            calibrator.collect_data(reader)
+        readers: dict[str, set[str]] = {}
+        for node in onnx.load(str(src), load_external_data=False).graph.node:
+            for t in node.input:
+                readers.setdefault(t, set()).add(node.op_type)
+        data = {}
+        for name, (hist, edges, lo, hi, *_) in calibrator.collector.histogram_dict.items():
+            if readers.get(name, set()) & KEEP_RANGE_READERS:
+                low, high = (float(lo), float(hi)) if not recipe.symmetric_activations else \
+                    (-max(abs(float(lo)), abs(float(hi))), max(abs(float(lo)), abs(float(hi))))
+            else:
+                low, high = entropy_range(hist, edges, float(lo), float(hi), recipe.symmetric_activations)
+            dtype = np.asarray(edges).dtype if np.asarray(edges).dtype in (np.float16, np.float32) else np.float32
+            data[name] = TensorData(lowest=np.array(low, dtype=dtype), highest=np.array(high, dtype=dtype),
+                                    hist=np.asarray(hist), hist_edges=np.asarray(edges, dtype=dtype))
+    save_tensors_data(TensorsData(CalibrationMethod.Entropy, data), cache)
 
 
 def count_qdq(path: str | Path) -> dict[str, int]:
