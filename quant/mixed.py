@@ -24,9 +24,10 @@ compile --precision int8 --mixed``) for the onnxruntime and openvino targets:
    - ``convs-only-no-depthwise``: both;
    - ``top-k``: the k most sensitive nodes (``quant.sensitivity``, ranked on the
      calibration clips, never the held-out ones) float, each with the nodes that
-     read its output (so its output is not quantized for them), k = 1, 2, 4, ... until
-     the floor is met, then bisected between the last k that missed and the
-     first that met; at most ``max_candidates`` candidates in all;
+     read its output (so its output is not quantized for them), on top of the
+     cheap candidate closest to fp32, k = 1, 2, 4, ..., all until the floor is
+     met, then bisected between the last k that missed and the first that met;
+     at most ``max_candidates`` candidates in all;
 3. every candidate that meets the floor, and the fp32 baseline, is timed with
    ``benchmarks.harness.measure`` in ``rounds`` rotated rounds (one run, so the
    figures compare as ratios on a shared machine); the kept candidate is the one
@@ -65,7 +66,7 @@ TARGETS: tuple[str, ...] = ("onnxruntime", "openvino")
 WEIGHT_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 SHAPE_OPS: tuple[str, ...] = ("Constant", "Shape", "Gather", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
                               "Identity", "Cast")  # nothing to quantize: not listed as float nodes
-MAX_CANDIDATES = 8
+MAX_CANDIDATES = 14  # 4 cheap + top-1, 2, 4, ..., n for ~100 nodes + a bisection
 ROUNDS = 3
 RUNS = 5
 RANKING_ROWS = 20
@@ -197,13 +198,15 @@ def search(search: _Search, cheap: Sequence[tuple[str, Sequence[str]]],
            max_candidates: int = MAX_CANDIDATES) -> list[Candidate]:
     """Build every ``cheap`` candidate (the first is plain int8 plus the user's float
     nodes); when none meets the floor, grow ``top-k`` sets of ``ranking()`` (groups
-    of node names, most sensitive first; computed only then) on top of the first
-    until one does, then bisect k; returns the candidates."""
-    for name, nodes in cheap:
-        search.build(name, nodes)
+    of node names, most sensitive first; computed only then) on top of the cheap
+    candidate closest to fp32 (best agreement, then cosine) until one does, then
+    bisect k; returns the candidates."""
+    built = [search.build(name, nodes) for name, nodes in cheap]
     if any(c.meets(floor) for c in search.candidates):
         return search.candidates
-    base = list(cheap[0][1])
+    scored = [c for c in built if c.agreement is not None] or built[:1]
+    start = max(scored, key=lambda c: (c.agreement or 0.0, c.cosine if c.cosine is not None else -1.0))
+    base = list(start.exclude)  # grow from the closest cheap candidate: fewer steps to the floor
     order = [g for g in ranking() if g[0] not in set(base)]
 
     def top(k: int) -> list[str]:

@@ -15,7 +15,7 @@ from edge.cli import main
 from edge.errors import BadInput, GateFailed
 from edge.variant import Variant
 from quant.calib import CalibSet
-from quant.mixed import Candidate, choose, compile_mixed, top_k_steps
+from quant.mixed import Candidate, choose, compile_mixed, search, top_k_steps
 from quant.ort import ort_recipe, quantize_onnx
 from quant.sensitivity import rank_layers
 from quant.settings import QuantSettings, parse_ignore, resolve_exclude
@@ -235,6 +235,34 @@ def test_choose_reports_the_best_when_nothing_meets_the_floor():
     assert c.kept is None and c.best is cands[2]
     assert "best found: top-2" in c.why and "0.750" in c.why
     assert choose([Candidate("x", (), error="boom")], 0.9).best is None
+
+
+class FakeSearch:
+    """A search whose agreement is the fraction of the ``sensitive`` nodes kept float
+    (no runtime: this checks the growth and the bisection only)."""
+
+    def __init__(self, sensitive: set[str]) -> None:
+        self.sensitive, self.candidates = sensitive, []
+
+    def build(self, name, exclude):
+        agree = len(self.sensitive & set(exclude)) / len(self.sensitive)
+        c = Candidate(name, tuple(exclude), agree, agree, 10.0)
+        self.candidates.append(c)
+        return c
+
+
+def test_search_grows_from_the_closest_cheap_candidate_and_bisects():
+    """The cheap candidates miss; convs-only (float: e1, e2) is closest, so the top-k sets
+    grow from it, reach the floor and are bisected to the smallest k meeting it."""
+    s = FakeSearch({"e1", "e2", "c3", "c5"})
+    cheap = [("int8", []), ("no-depthwise", ["d"]), ("convs-only", ["e1", "e2"])]
+    ranking = [["c5"], ["e1"], ["c3"], ["c9"], ["c7"], ["c8"]]  # e1 is already float in the start
+    cands = search(s, cheap, lambda: ranking, floor=1.0, max_candidates=14)
+    by = {c.name: c for c in cands}
+    assert set(by["top-1"].exclude) == {"e1", "e2", "c5"}  # convs-only plus the most sensitive
+    assert by["top-2"].meets(1.0) and set(by["top-2"].exclude) == {"e1", "e2", "c5", "c3"}
+    assert "top-4" not in by  # growth stops at the first k meeting the floor
+    assert not any(c.meets(1.0) for c in search(FakeSearch({"x"}), cheap, lambda: [["y"]], 1.0))  # x never ranked
 
 
 def test_top_k_steps():
