@@ -57,7 +57,7 @@ def bench_model(name: str, frames: int | None, resolution: int | None, clips: in
     from edge.variant import Variant
     from quant.fidelity import fidelity
     from quant.intsim import Simulator
-    from quant.pow2 import fractions, quantize
+    from quant.pow2 import output_fraction, quantize
     from targets.checker import check
     from targets.lowering import lower
     from targets.opset import FPGA_OPSET
@@ -79,7 +79,7 @@ def bench_model(name: str, frames: int | None, resolution: int | None, clips: in
         t2 = time.perf_counter()
         onnx.save(qdq, str(d / "q.onnx"))
         reasons = check(qdq, FPGA_OPSET)
-        f_out = fractions(qdq)[next(n.name for n in reversed(qdq.graph.node) if n.op_type == "QuantizeLinear")]
+        f_out = output_fraction(qdq)
         sim = Simulator(qdq)
         ref32, qref = _session(d / "low.onnx", True), _session(d / "q.onnx", False)
         qfast = _session(d / "q.onnx", True)

@@ -106,6 +106,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(variant, num_classes, as_state_dict(obj["state_dict"], path), dict(obj.get("meta", {})))
 
 
+def clip_sampling(path: str | Path | None) -> str:
+    """How the frames of a clip are sampled for ``path``'s network ("stride", X3D's, or
+    "uniform" over the whole video): the checkpoint's ``meta["sampling"]``; a checkpoint
+    written by ``edgevid train`` without it was trained on uniform clips; anything else
+    (converted PyTorchVideo weights, no checkpoint) takes X3D's stride sampling."""
+    if path is None:
+        return "stride"
+    meta = load_checkpoint(path).meta
+    sampling = meta.get("sampling") or ("uniform" if "train" in meta else "stride")
+    if sampling not in ("stride", "uniform"):
+        raise BadInput(f"{path}: meta sampling {sampling!r} is neither 'stride' nor 'uniform'")
+    return str(sampling)
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, variant: Variant, num_classes: int,
                     meta: Mapping[str, Any] | None = None) -> Path:
     """Write atomically: a temporary file in the same folder, then ``os.replace``."""

@@ -101,8 +101,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if variant.precision == "int8":
         from quant.calib import read_calib
 
+        from edge.checkpoint import clip_sampling
+
+        mode = args.calib_mode or clip_sampling(args.ckpt)
         calib = read_calib(args.calib, variant.input_shape, clips=args.calib_clips, method=args.calib_method,
-                           progress=not args.json)
+                           progress=not args.json, mode=mode)
     elif args.calib:
         raise BadInput(f"--calib is for --precision int8, not {variant.precision}")
     from pathlib import Path
@@ -497,6 +500,9 @@ def _add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
                    help="int8: calibration method (default %(default)s)")
     p.add_argument("--calib-clips", type=int, default=32, help="int8: calibration clips (default %(default)s)")
+    p.add_argument("--calib-mode", choices=("stride", "uniform"),
+                   help="int8: frame sampling of the calibration and held-out clips (default: as the checkpoint "
+                        "was trained - uniform for edgevid-trained ones, X3D's stride otherwise)")
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="int8: top-1 agreement with fp32 on held-out clips below which the build fails "
                         "(exit 1, artifact kept and marked failed; default %(default)s)")

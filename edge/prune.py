@@ -696,7 +696,7 @@ def prune_job(model_name: str, ckpt: str | None, ratio: float, out: str | Path, 
     variant = Variant(model_name, frames=frames, resolution=resolution)
     family = model_info(model_name).family
     if ckpt:
-        from edge.checkpoint import load_checkpoint
+        from edge.checkpoint import clip_sampling, load_checkpoint
 
         ck = load_checkpoint(ckpt)
         if ck.variant.model != model_name:
@@ -707,10 +707,11 @@ def prune_job(model_name: str, ckpt: str | None, ratio: float, out: str | Path, 
         num_classes = ck.num_classes
         teacher = load_teacher(ckpt, variant)
         classes = ck.meta.get("classes")
+        sampling = clip_sampling(ckpt)
     else:
         num_classes = model_info(model_name).num_classes
         teacher = create_model(variant).eval()
-        classes = None
+        classes, sampling = None, "stride"
     shape = variant.input_shape
     x = y = None
     if epochs > 0:
@@ -744,7 +745,8 @@ def prune_job(model_name: str, ckpt: str | None, ratio: float, out: str | Path, 
                "gflops_before": ref.gflops, "gflops_after": after.gflops,
                "flops_cut": 1 - after.macs / ref.macs, "channel_ratio": res.channel_ratio,
                "recal_clips": 0 if recal is None else len(recal), "losses": losses}
-    meta: dict[str, Any] = {"prune": {**{k: v for k, v in summary.items() if k != "losses"}, "spec": spec}}
+    meta: dict[str, Any] = {"prune": {**{k: v for k, v in summary.items() if k != "losses"}, "spec": spec},
+                            "sampling": sampling}  # clips of the pruned net are read as its source's were
     if ckpt:
         meta["prune"]["source"] = str(ckpt)
     if classes:

@@ -351,7 +351,8 @@ def save_state(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer | 
     from edge.models.slim import SlimNet, save_slim
     from edge.variant import Variant
 
-    meta: dict[str, Any] = {"train": cfg.to_json(), "step": step, "classes": list(classes), "done": done,
+    meta: dict[str, Any] = {"train": cfg.to_json(), "sampling": "uniform", "step": step, "classes": list(classes),
+                            "done": done,
                             "history": history, "accuracy": accuracy or [],
                             "command": " ".join(sys.argv) if sys.argv else ""}
     if opt is not None:

@@ -364,5 +364,25 @@ def fractions(model: onnx.ModelProto) -> dict[str, int]:
     return out
 
 
+def output_fraction(model: onnx.ModelProto) -> int:
+    """e with the logits' LSB = 2^-e: the fraction of a quantized output's
+    DequantizeLinear, else - the final Conv/Gemm/MatMul left in int32, whose
+    accumulator the integer simulator reads - ``f_in + f_w`` of its two inputs,
+    each traced through structural ops (Reshape, Flatten) to its DequantizeLinear."""
+    fr = fractions(model)
+    by_out = {o: n for n in model.graph.node for o in n.output}
+
+    def dq(t: str) -> str:
+        n = by_out.get(t)
+        if n is None:
+            raise ValueError(f"{t}: not written by a DequantizeLinear")
+        return n.name if n.op_type == "DequantizeLinear" else dq(n.input[0])
+
+    last = by_out[model.graph.output[0].name]
+    if last.op_type == "DequantizeLinear":
+        return fr[last.name]
+    return sum(fr[dq(i)] for i in last.input[:2])
+
+
 __all__ = ["METHODS", "Pow2Report", "calibrate", "fold_constants", "frac_for_tensor", "frac_maxabs", "fractions",
-           "quant_points", "quantize", "quantize_array"]
+           "output_fraction", "quant_points", "quantize", "quantize_array"]

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edge.errors import BadInput
 from quant.intsim import Simulator, Wide, requantize, round_half_even_div, shift_round
+from quant.pow2 import output_fraction
 
 
 # ----------------------------------------------------------------------------- tiny QDQ graphs
@@ -237,22 +238,6 @@ def _quantized(name: str, tmp: Path) -> tuple[Path, list[np.ndarray]]:
                                          for _ in range(N_NOISE)]
 
 
-def _final_fraction(model: onnx.ModelProto) -> int:
-    """``e = f_in + f_w`` of the final Gemm, whose int32 accumulator is the logits."""
-    from quant.pow2 import fractions
-
-    fr = fractions(model)
-    by_out = {n.output[0]: n for n in model.graph.node}
-    gemm = by_out[model.graph.output[0].name]
-    assert gemm.op_type == "Gemm"
-
-    def dq(t: str) -> str:  # through structural ops to the DequantizeLinear that writes the value
-        n = by_out[t]
-        return n.name if n.op_type == "DequantizeLinear" else dq(n.input[0])
-
-    return sum(fr[dq(i)] for i in gemm.input[:2])
-
-
 AGREEMENT = 0.99  # simulator with ONNX's rounding vs ORT: every model
 # The device rounds half up (DPU), ORT half to even: the logits then differ by up to ~1000 accumulator LSBs
 # (~5% of their range) on these untrained nets, and convnet2d_s's top-2 margin is below that on ~4% of the
@@ -274,7 +259,7 @@ def test_simulator_agrees_with_onnxruntime(name: str, tmp_path: Path) -> None:
     model = onnx.load(str(path))
     assert check(model, FPGA_OPSET) == []
     assert model.graph.node[-1].op_type == "Gemm"  # no QuantizeLinear on the logits
-    e = _final_fraction(model)
+    e = output_fraction(model)
     device, cross = Simulator(model), Simulator(model, "half_even")
     so = ort.SessionOptions()
     so.log_severity_level = 3

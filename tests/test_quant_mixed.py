@@ -3,6 +3,7 @@
 --ignore, --nncf-preset, --subset-size, --mixed) and the calibration methods
 (entropy no longer equal to MinMax)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -144,6 +145,29 @@ def test_cli_flags_reach_compile(monkeypatch, tmp_path):
                "--out", str(tmp_path / "a")])
     assert rc == 2 and seen["mixed"] is True and seen["method"] == "entropy" and seen["clips"] == 4
     assert seen["options"].quant == QuantSettings(exclude=("Conv", "depthwise"), preset="mixed", subset_size=3)
+
+
+@pytest.mark.parametrize("ckpt, flag, mode", [(None, None, "stride"), ("shipped", None, "uniform"),
+                                               ("shipped", "stride", "stride"), (None, "uniform", "uniform")])
+def test_calibration_samples_frames_as_the_checkpoint_was_trained(monkeypatch, tmp_path, ckpt, flag, mode):
+    """The shipped MutualNet checkpoint was trained on uniformly sampled clips: its int8
+    calibration and held-out clips are read the same way unless --calib-mode says otherwise."""
+    import quant.calib
+    from edge.checkpoint import clip_sampling
+
+    seen = {}
+
+    def fake(path, shape, **kw):
+        seen.update(kw)
+        raise BadInput("stop here")
+
+    monkeypatch.setattr(quant.calib, "read_calib", fake)
+    shipped = str(Path(__file__).resolve().parents[1] / "edge" / "checkpoints" / "x3d_xs_mutual_synth10.pt")
+    argv = ["compile", "--model", "x3d_xs", "--target", "onnxruntime", "--precision", "int8",
+            "--out", str(tmp_path / "a")] + (["--ckpt", shipped] if ckpt else []) + \
+        (["--calib-mode", flag] if flag else [])
+    assert main(argv) == 2 and seen["mode"] == mode
+    assert clip_sampling(shipped) == "uniform" and clip_sampling(None) == "stride"
 
 
 def test_cli_mixed_only_with_int8(tmp_path, capsys):
