@@ -167,7 +167,8 @@ def evaluate_checkpoint(ckpt: str | Path, model: str, data: str | Path, configs:
 
     Slimmable checkpoint: ``configs`` default to its table; a configuration not in
     the table is calibrated on ``calib`` (any clips) when given, else refused.
-    Static checkpoint: ``configs`` default to its own variant and must keep its width.
+    Static checkpoint (pruned ones too, rebuilt from their channel spec): ``configs``
+    default to its own variant and must keep its width.
     """
     from edge.checkpoint import load_checkpoint, load_model
     from edge.models.slim import load_slim
@@ -192,8 +193,16 @@ def evaluate_checkpoint(ckpt: str | Path, model: str, data: str | Path, configs:
         if abs(c.width - v.width) > 1e-9:
             raise BadInput(f"{ckpt}: a static checkpoint runs at its own width {v.width} only, not {c.width} "
                            "(train with --mutual for a slimmable one)")
-    return evaluate(lambda c: load_model(ckpt, c.variant(model))[0], data, configs, batch_size, dev, classes,
-                    limit, single_frame)
+    prune = float(meta.meta["prune"]["ratio"]) if meta.meta.get("prune") else 0.0
+
+    def build(c: SlimConfig) -> nn.Module:
+        if prune:  # a pruned checkpoint: rebuilt from its channel spec
+            from edge.prune import load_pruned
+
+            return load_pruned(ckpt, c.variant(model).with_(prune=prune))
+        return load_model(ckpt, c.variant(model))[0]
+
+    return evaluate(build, data, configs, batch_size, dev, classes, limit, single_frame)
 
 
 def _calib_batches(path: str | Path, config: SlimConfig, n: int, batch_size: int,

@@ -153,6 +153,25 @@ def test_slimmable_checkpoint_is_pruned_at_its_configuration(tmp_path):
         prune_job("x3d_xs", SHIPPED, 0.3, tmp_path / "q.pt", frames=4, resolution=64)
 
 
+def test_pruned_checkpoint_evaluates_and_keeps_its_source_sampling(tmp_path):
+    """edgevid eval rebuilds a pruned checkpoint from its channel spec; the pruned net's
+    clips are read as its source's were (the shipped checkpoint: uniform)."""
+    from edge.checkpoint import clip_sampling
+    from edge.evaluate import evaluate_checkpoint
+    from edge.models.slim import SlimConfig
+
+    v = Variant("convnet2d_s", frames=2, resolution=32)
+    src = randomize_bn(create_model(v, num_classes=10), v.input_shape)
+    from calib_data.synth import CLASSES
+
+    ck = save_checkpoint(tmp_path / "src.pt", src, v, 10, {"train": {}, "classes": list(CLASSES)})
+    prune_job("convnet2d_s", str(ck), 0.3, tmp_path / "p.pt", frames=2, resolution=32)
+    assert clip_sampling(tmp_path / "p.pt") == "uniform" == clip_sampling(ck)
+    rows = evaluate_checkpoint(tmp_path / "p.pt", "convnet2d_s", "calib_data/shipped",
+                               [SlimConfig(1.0, 32, 2)], limit=8, single_frame=False, device="cpu")
+    assert len(rows) == 1 and rows[0].clips == 8 and 0.0 <= rows[0].top1 <= 1.0
+
+
 def test_unreachable_ratio_names_model_and_max_cut(tmp_path):
     with pytest.raises(BadInput, match=r"^convnet2d_s: FLOPs cut 0.98 unreachable - the max reachable cut is "
                                        r"0\.\d{3} \(channel ratio 0.95 .*\^stem"):
