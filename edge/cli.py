@@ -87,8 +87,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for flag in ("resolution", "frames", "threads"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise BadInput(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
-    variant = Variant(args.model, width=args.width, resolution=args.resolution or 0, frames=args.frames or 0,
-                      precision=args.precision, prune=args.prune)
+    given = {"width": args.width, "resolution": args.resolution, "frames": args.frames, "prune": args.prune}
+    if args.ckpt and None in given.values():  # what the flags leave open comes from the checkpoint
+        from edge.checkpoint import load_checkpoint
+
+        own = load_checkpoint(args.ckpt).variant
+        if own.model != args.model:
+            raise BadInput(f"{args.ckpt}: checkpoint holds {own.model}, not {args.model}")
+        given = {k: getattr(own, k) if v is None else v for k, v in given.items()}
+    variant = Variant(args.model, width=given["width"] or 1.0, resolution=given["resolution"] or 0,
+                      frames=given["frames"] or 0, precision=args.precision, prune=given["prune"] or 0.0)
     from quant.settings import QuantSettings, parse_ignore
 
     quant = QuantSettings(exclude=parse_ignore(args.ignore), preset=args.nncf_preset, subset_size=args.subset_size)
@@ -514,11 +522,11 @@ def _add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nncf-preset", default="performance", choices=("performance", "mixed"),
                    help="int8 on openvino: NNCF preset (default %(default)s)")
     p.add_argument("--subset-size", type=int, help="int8 on openvino: calibration clips NNCF uses (default all)")
-    p.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
-    p.add_argument("--resolution", type=int, help="crop side in pixels (default: the model's)")
-    p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
-    p.add_argument("--prune", type=float, default=0.0,
-                   help="FLOPs-cut ratio of a pruned checkpoint (--ckpt from `edgevid prune`; default 0)")
+    p.add_argument("--width", type=float, help="width multiplier (default: the checkpoint's, else 1.0)")
+    p.add_argument("--resolution", type=int, help="crop side in pixels (default: the checkpoint's, else the model's)")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else the model's)")
+    p.add_argument("--prune", type=float,
+                   help="FLOPs-cut ratio of a pruned checkpoint (default: the checkpoint's, else 0)")
     p.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
     p.add_argument("--device", help="runtime device, e.g. CPU/GPU (openvino), cpu/cuda/tensorrt (onnxruntime)")
     p.add_argument("--hard-activations", action="store_true",

@@ -158,7 +158,7 @@ def test_calibration_samples_frames_as_the_checkpoint_was_trained(monkeypatch, t
     seen = {}
 
     def fake(path, shape, **kw):
-        seen.update(kw)
+        seen.update(kw, shape=tuple(shape))
         raise BadInput("stop here")
 
     monkeypatch.setattr(quant.calib, "read_calib", fake)
@@ -167,6 +167,8 @@ def test_calibration_samples_frames_as_the_checkpoint_was_trained(monkeypatch, t
             "--out", str(tmp_path / "a")] + (["--ckpt", shipped] if ckpt else []) + \
         (["--calib-mode", flag] if flag else [])
     assert main(argv) == 2 and seen["mode"] == mode
+    # the input comes from the checkpoint (w1.0-r128-f8) when the flags leave it open, else the model's
+    assert seen["shape"] == ((1, 3, 8, 128, 128) if ckpt else (1, 3, 4, 160, 160))
     assert clip_sampling(shipped) == "uniform" and clip_sampling(None) == "stride"
 
 
