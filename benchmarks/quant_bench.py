@@ -1,7 +1,8 @@
-"""fp32 vs int8 (plain and mixed precision) on onnxruntime and OpenVINO, in one process:
-latency and fidelity.
+"""fp32 vs int8 (plain and mixed precision) on onnxruntime, OpenVINO and LiteRT, in one
+process: latency and fidelity (the fpga target's integer figures: benchmarks.fpga_sim).
 
     .venv/bin/python -m benchmarks.quant_bench [--models x3d_xs x3d_s ghost_tsm] [--runs 10]
+                                               [--runtimes onnxruntime openvino tflite]
                                                [--warmup 2] [--threads 2] [--calib-clips 32]
                                                [--held-out 32] [--method minmax] [--min-agreement 0.99]
                                                [--no-mixed] [--json]
@@ -16,7 +17,8 @@ Their agreement is that of an untrained net (near-tied logits), not an accuracy 
 Per model (its default input, or the checkpoint's): one ONNX export, then per
 runtime the fp32 artifact, the int8 artifact of our recipe (``quant.ort`` /
 ``quant.openvino``), the int8 artifact of the plain tool's defaults (onnxruntime
-only: ``quantize_static`` with no arguments; NNCF's default is our recipe) and the
+only: ``quantize_static`` with no arguments; NNCF's default and LiteRT's
+ai-edge-quantizer static int8 recipe are ours) and the
 mixed-precision artifact (``quant.mixed.compile_mixed`` at ``--min-agreement``;
 its row says which candidate it kept and how many nodes stayed float).  int8 is
 calibrated on ``--calib-clips`` shipped clips (``quant.calib.read_calib``).
@@ -50,7 +52,8 @@ from quant.fidelity import fidelity
 from targets.base import Artifact
 from targets.registry import TargetOptions, get_target
 
-RUNTIMES = ("onnxruntime", "openvino")
+RUNTIMES = ("onnxruntime", "openvino", "tflite")
+MIXED_RUNTIMES = ("onnxruntime", "openvino")  # quant.mixed.TARGETS
 TRAINED = {"x3d_xs": Path(__file__).resolve().parents[1] / "edge" / "checkpoints" / "x3d_xs_mutual_synth10.pt"}
 
 
@@ -119,13 +122,17 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
     labels = calib.held_out_labels if trained else ()
     runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     info: dict[str, dict[str, object]] = {}
-    for rt in RUNTIMES:
+    for rt in args.runtimes:
         target = get_target(rt, TargetOptions(threads=args.threads))
         if not target.available():
             print(f"skip {rt}: {target.unavailable_reason()}")
             continue
+        if rt == "tflite" and not target.can_compile():
+            print(f"skip {rt}: the litert-torch converter is not installed (the tflite extra)")
+            continue
+        source = model if rt == "tflite" else onnx_path  # litert-torch converts the torch module
         builds = ["fp32", "int8"] + (["int8-default"] if rt == "onnxruntime" else []) + \
-            ([] if args.no_mixed else ["int8-mixed"])
+            ([] if args.no_mixed or rt not in MIXED_RUNTIMES else ["int8-mixed"])
         for kind in builds:
             key = f"{rt} {kind}"
             out = tmp / name / key.replace(" ", "-")
@@ -145,7 +152,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
                 extra.update(kept=m["kept"] or "best found", float_nodes=len(m["excluded_nodes"]),
                              candidates=len(m["candidates"]))
             else:
-                art = target.compile(onnx_path, variant, out, calib=calib if kind == "int8" else None)
+                art = target.compile(source, variant, out, calib=calib if kind == "int8" else None)
             build_s = time.perf_counter() - t
             runner = target.load(Artifact.read(art.path, verify=False).with_(status="ok"))
             got = np.concatenate([runner(c) for c in calib.held_out])
@@ -199,6 +206,7 @@ def text(result: dict[str, object]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.quant_bench", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["x3d_xs", "x3d_s", "ghost_tsm"])
+    p.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
