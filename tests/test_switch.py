@@ -329,7 +329,7 @@ def test_run_imports_no_torch(arts):
 
 # ----------------------------------------------------------------------------- compiled X3D-XS, injected load
 
-CONFIGS = (("a", 0.25, 64), ("b", 0.5, 96), ("c", 1.0, 96))  # frames 4 each
+CONFIGS = (("a", 0.25, 64), ("b", 0.5, 96), ("c", 1.0, 128))  # frames 4 each; c about 2.5x b (1.0-r96: 1.4-1.7x)
 ACCURACY = {"a": 0.5, "b": 0.6, "c": 0.7}
 
 
@@ -356,7 +356,7 @@ def test_run_compiled_x3d(x3d_arts, capsys):
     assert code == 0
     s = json.loads(out)["summary"]
     assert s["configs_used"] == {tags["c"]: 3} and s["accuracy_source"] == "artifact"
-    assert {c["frames"] for c in s["candidates"]} == {4} and {c["resolution"] for c in s["candidates"]} == {64, 96}
+    assert {c["frames"] for c in s["candidates"]} == {4} and {c["resolution"] for c in s["candidates"]} == {64, 96, 128}
 
 
 @pytest.mark.slow
@@ -385,7 +385,7 @@ def test_steps_down_under_injected_cpu_load_and_back_up(x3d_arts, tmp_path):
         plan = plan_run(root, db=db, device="box", threads=1)
         assert all(c.latency_source.startswith("store: box") for c in plan.candidates)
         p90 = {k: next(c.stored_ms for c in plan.candidates if c.variant == tags[k]) for k in ACCURACY}
-        assert p90["a"] * 2 < p90["b"] and p90["b"] * 1.55 < p90["c"], p90
+        assert p90["a"] * 2 < p90["b"] and p90["b"] * 1.8 < p90["c"], p90
         budget = 1.5 * p90["b"]  # b fits with margin, c does not; b under 2x load does not either
         setup = load_switcher(plan, SwitchConfig(budget, window=10, dwell=6))
         hog = CpuHog((cpu,), processes=2)
