@@ -4,18 +4,25 @@
 Recipe (:class:`OrtQuant`, chosen by :func:`ort_recipe`):
 
 - QDQ format (QuantizeLinear/DequantizeLinear pairs), weights per channel.
-- Data types: S8 activations, S8 weights (S8S8).  ORT's quantization guide
-  makes S8S8-with-QDQ the default "first choice"; on x86-64 the CPU EP rewrites
-  S8 activations to U8 (QDQS8ToU8) and runs U8S8 kernels.  On AVX2/AVX-512 CPUs
-  *without* VNNI those kernels use VPMADDUBSW, whose int16 intermediate can
-  saturate when weights use the full int8 range; the guide's remedy is
-  ``reduce_range`` (7-bit weights).  So: x86 without VNNI (this machine: AVX2,
-  no avx_vnni / avx512_vnni) -> ``reduce_range=True``; x86 with VNNI, ARM and
-  anything else -> full 8-bit range.  U8U8 (no saturation, slower) is not used.
+- Data types, measured: on x86-64 U8 activations with S8 weights (U8S8).
+  ORT's guide makes S8S8-with-QDQ the "first choice" and says the x86 CPU EP
+  runs S8 activations as U8 (QDQS8ToU8), but with S8 activations ONNX Runtime
+  1.32 leaves X3D's grouped 3x3x3 convolutions in float between Q/DQ pairs,
+  while with U8 activations it fuses them into QLinearConv too.  Trained X3D-XS
+  w1.0-r128-f8, 2 threads, this AVX2 machine, one run (/tmp script): fp32 137 ms;
+  S8S8 QDQ 1.19x fp32; U8S8 QDQ 0.73x; U8S8 per-channel + reduce_range 0.72x;
+  QOperator U8S8 0.73x; same agreement.  X3D-S: QOperator U8S8 0.72x vs QDQ
+  S8S8 1.30x.  On AVX2/AVX-512 *without* VNNI the U8S8 kernels use VPMADDUBSW,
+  whose int16 intermediate saturates when weights use the full int8 range; the
+  guide's remedy is ``reduce_range`` (7-bit weights).  So: x86 without VNNI
+  (this machine: AVX2, no avx_vnni / avx512_vnni) -> U8S8, ``reduce_range=True``;
+  x86 with VNNI (VPDPBUSD accumulates in int32) -> U8S8, full 8-bit range; ARM and
+  anything else -> S8S8 (the SDOT kernels are signed), full range - not measured
+  here (no ARM machine).
 - What is quantized (CPU): every op type ORT quantizes (its default).  ONNX
-  Runtime 1.32's CPU EP fuses DQ->Conv->Q into QLinearConv for dense
-  convolutions but not for grouped Conv3d (X3D's depthwise 3x3x3) nor for
-  Mul/Add; :class:`OrtQuant` can restrict quantization to Conv/Gemm/MatMul minus
+  Runtime 1.32's CPU EP fuses DQ->Conv->Q into QLinearConv (with S8
+  activations only for dense convolutions, with U8 ones for X3D's grouped
+  3x3x3 too) but not Mul/Add; :class:`OrtQuant` can restrict quantization to Conv/Gemm/MatMul minus
   grouped 3-D convs (``op_types=CPU_OP_TYPES, skip_grouped_conv3d=True``).
   Measured once (X3D-XS 4x160, random weights, 2 threads, 8 rotated rounds on the
   loaded 2-core machine, /tmp script): p50 x fp32 1.53 (all ops) vs 1.38
@@ -110,11 +117,14 @@ def ort_recipe(method: str, tensorrt: bool = False, flags: set[str] | None = Non
     x86 = machine in ("x86_64", "amd64", "i386", "i686")
     vnni = bool(flags & {"avx512_vnni", "avx_vnni", "avx_vnni_int8", "amx_int8"})
     if x86 and not vnni:
-        return OrtQuant(method, reduce_range=True,
-                        reason="x86 without VNNI: S8S8 QDQ (run as U8S8) with 7-bit weights (reduce_range) "
-                               "against VPMADDUBSW int16 saturation")
-    where = "x86 with VNNI" if x86 else machine or "this CPU"
-    return OrtQuant(method, reason=f"{where}: S8S8 QDQ, full 8-bit range (no saturation risk)")
+        return OrtQuant(method, activation_type="QUInt8", reduce_range=True,
+                        reason="x86 without VNNI: U8S8 QDQ (U8 activations let grouped 3-D convs fuse into "
+                               "QLinearConv) with 7-bit weights (reduce_range) against VPMADDUBSW int16 saturation")
+    if x86:
+        return OrtQuant(method, activation_type="QUInt8",
+                        reason="x86 with VNNI: U8S8 QDQ, full 8-bit range (VPDPBUSD accumulates in int32)")
+    return OrtQuant(method, reason=f"{machine or 'this CPU'}: S8S8 QDQ, full 8-bit range (signed dot-product "
+                                   "kernels, no saturation risk)")
 
 
 class _ClipReader:

@@ -128,12 +128,58 @@ def test_int8_without_calibration_refused(target, toy, tmp_path):
 
 # ----------------------------------------------------------------------------- recipes and figures
 
+class _X3dBlock(nn.Module):
+    """X3D's bottleneck in miniature: 1x1x1 conv, depthwise 3x3x3, Swish, 1x1x1, residual add."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv3d(3, c, 1), nn.Conv3d(c, c, 3, padding=1, groups=c)
+        self.c, self.d = nn.Conv3d(c, c, 1), nn.Conv3d(c, c, (5, 1, 1), padding=(2, 0, 0), groups=c)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        z = self.b(y)
+        z = z * torch.sigmoid(z)
+        return self.d(y + self.c(z))
+
+
+@pytest.mark.parametrize("activations", ["QUInt8", "QInt8"])
+def test_x86_recipe_runs_x3d_ops_in_int8_with_u8_activations(tmp_path, activations):
+    """Why the x86 recipe takes U8 activations: onnxruntime's CPU EP turns the whole
+    block - grouped convolutions, the Swish product, the residual add - into QLinear
+    ops with U8 activations (the optimised graph onnxruntime itself writes out); with
+    S8 ones (its "first choice") the trained X3D-XS kept 57 grouped Convs and every
+    Mul/Add float between 189 QuantizeLinear / 369 DequantizeLinear and 86 Transposes."""
+    from dataclasses import replace
+
+    import onnxruntime as ort
+
+    from quant.ort import quantize_onnx
+
+    torch.onnx.export(_X3dBlock().eval(), torch.zeros(1, 3, 4, 16, 16), str(tmp_path / "m.onnx"),
+                      input_names=["clip"], dynamo=False)
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal((1, 3, 4, 16, 16)).astype(np.float32) for _ in range(4)]
+    recipe = replace(ort_recipe("minmax", flags={"avx2"}, machine="x86_64"), activation_type=activations)
+    quantize_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", clips, recipe, "clip")
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(tmp_path / "q.onnx"), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    float_ops = [op for op in ops if op in ("Conv", "FusedConv", "Mul", "Add", "Sigmoid")]
+    if activations == "QUInt8":
+        assert not float_ops and ops.count("QLinearConv") == 4 and "QLinearMul" in ops and "QLinearAdd" in ops, ops
+    else:
+        assert float_ops, ops
+
+
 def test_ort_recipe_follows_the_cpu():
     avx2 = ort_recipe("minmax", flags={"avx2", "fma"}, machine="x86_64")
-    assert avx2.reduce_range and avx2.activation_type == avx2.weight_type == "QInt8" and avx2.per_channel
+    assert avx2.reduce_range and (avx2.activation_type, avx2.weight_type) == ("QUInt8", "QInt8") and avx2.per_channel
     vnni = ort_recipe("minmax", flags={"avx2", "avx512_vnni"}, machine="x86_64")
-    assert not vnni.reduce_range
-    assert not ort_recipe("entropy", flags=set(), machine="aarch64").reduce_range
+    assert not vnni.reduce_range and vnni.activation_type == "QUInt8"
+    arm = ort_recipe("entropy", flags=set(), machine="aarch64")
+    assert not arm.reduce_range and arm.activation_type == arm.weight_type == "QInt8"
     trt = ort_recipe("minmax", tensorrt=True)
     assert trt.symmetric_activations and not trt.reduce_range and set(trt.op_types) >= {"Conv", "Gemm"}
 
