@@ -106,14 +106,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(variant, num_classes, as_state_dict(obj["state_dict"], path), dict(obj.get("meta", {})))
 
 
-def clip_sampling(path: str | Path | None) -> str:
-    """How the frames of a clip are sampled for ``path``'s network ("stride", X3D's, or
-    "uniform" over the whole video): the checkpoint's ``meta["sampling"]``; a checkpoint
-    written by ``edgevid train`` without it was trained on uniform clips; anything else
-    (converted PyTorchVideo weights, no checkpoint) takes X3D's stride sampling."""
-    if path is None:
-        return "stride"
-    meta = load_checkpoint(path).meta
+def clip_sampling(meta: Mapping[str, Any] | None, path: str | Path = "checkpoint") -> str:
+    """How the frames of a clip are sampled for the network of a checkpoint with
+    ``meta`` ("stride", X3D's, or "uniform" over the whole video): ``meta["sampling"]``;
+    a checkpoint written by ``edgevid train`` without it was trained on uniform clips;
+    anything else (converted PyTorchVideo weights; no checkpoint: ``None``) takes
+    X3D's stride sampling."""
+    meta = meta or {}
     sampling = meta.get("sampling") or ("uniform" if "train" in meta else "stride")
     if sampling not in ("stride", "uniform"):
         raise BadInput(f"{path}: meta sampling {sampling!r} is neither 'stride' nor 'uniform'")

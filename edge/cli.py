@@ -88,13 +88,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise BadInput(f"--{flag} must be a positive integer, got {getattr(args, flag)}")
     given = {"width": args.width, "resolution": args.resolution, "frames": args.frames, "prune": args.prune}
-    if args.ckpt and None in given.values():  # what the flags leave open comes from the checkpoint
+    meta = None
+    if args.ckpt and (None in given.values() or (args.precision == "int8" and not args.calib_mode)):
         from edge.checkpoint import load_checkpoint
 
-        own = load_checkpoint(args.ckpt).variant
-        if own.model != args.model:
-            raise BadInput(f"{args.ckpt}: checkpoint holds {own.model}, not {args.model}")
-        given = {k: getattr(own, k) if v is None else v for k, v in given.items()}
+        ckpt = load_checkpoint(args.ckpt)
+        if ckpt.variant.model != args.model:
+            raise BadInput(f"{args.ckpt}: checkpoint holds {ckpt.variant.model}, not {args.model}")
+        meta = ckpt.meta  # what the flags leave open comes from the checkpoint
+        given = {k: getattr(ckpt.variant, k) if v is None else v for k, v in given.items()}
     variant = Variant(args.model, width=given["width"] or 1.0, resolution=given["resolution"] or 0,
                       frames=given["frames"] or 0, precision=args.precision, prune=given["prune"] or 0.0)
     from quant.settings import QuantSettings, parse_ignore
@@ -107,11 +109,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
                             quant=quant)
     calib = None
     if variant.precision == "int8":
+        from edge.checkpoint import clip_sampling
         from quant.calib import read_calib
 
-        from edge.checkpoint import clip_sampling
-
-        mode = args.calib_mode or clip_sampling(args.ckpt)
+        mode = args.calib_mode or clip_sampling(meta, args.ckpt or "checkpoint")
         calib = read_calib(args.calib, variant.input_shape, clips=args.calib_clips, method=args.calib_method,
                            progress=not args.json, mode=mode)
     elif args.calib:

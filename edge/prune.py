@@ -707,7 +707,7 @@ def prune_job(model_name: str, ckpt: str | None, ratio: float, out: str | Path, 
         num_classes = ck.num_classes
         teacher = load_teacher(ckpt, variant)
         classes = ck.meta.get("classes")
-        sampling = clip_sampling(ckpt)
+        sampling = clip_sampling(ck.meta, ckpt)
     else:
         num_classes = model_info(model_name).num_classes
         teacher = create_model(variant).eval()

@@ -19,24 +19,17 @@ Recipe (:class:`OrtQuant`, chosen by :func:`ort_recipe`):
   x86 with VNNI (VPDPBUSD accumulates in int32) -> U8S8, full 8-bit range; ARM and
   anything else -> S8S8 (the SDOT kernels are signed), full range - not measured
   here (no ARM machine).
-- What is quantized (CPU): every op type ORT quantizes (its default).  ONNX
-  Runtime 1.32's CPU EP fuses DQ->Conv->Q into QLinearConv (with S8
-  activations only for dense convolutions, with U8 ones for X3D's grouped
-  3x3x3 too) but not Mul/Add; :class:`OrtQuant` can restrict quantization to Conv/Gemm/MatMul minus
-  grouped 3-D convs (``op_types=CPU_OP_TYPES, skip_grouped_conv3d=True``).
-  Measured once (X3D-XS 4x160, random weights, 2 threads, 8 rotated rounds on the
-  loaded 2-core machine, /tmp script): p50 x fp32 1.53 (all ops) vs 1.38
-  (restricted), cosine to fp32 0.82 vs 0.72 - neither is faster than fp32 here,
-  so the default stays ORT's own; see the report of the quant issue.
-  Why int8 is slower than fp32 on this CPU (AMD EPYC, AVX2, no VNNI; trained
-  X3D-XS w1.0-r128-f8, 2 threads, ORT session profiling, ms per run): fp32 512 =
-  float Conv 417 (the 27 depthwise 3x3x3 and the SE convs: MLAS has no fast
-  grouped 3-D kernel) + FusedConv 68 (dense 1x1x1) + rest; int8 654 = the same
-  float Conv 446 + QLinearConv 62 (the dense convs: int8 saves ~5 ms on AVX2) +
-  QuantizeLinear 57 + DequantizeLinear 26 + Transpose 11 (NHWC around each
-  QLinearConv) + float Mul/Sigmoid between Q/DQ 29.  The conversions cost more
-  than the int8 GEMMs save; ``quant.mixed`` therefore also tries keeping the
-  depthwise and elementwise ops float (fewest conversions) and keeps the fastest.
+- What is quantized (CPU): every op type ORT quantizes (its default).  With
+  U8 activations ONNX Runtime 1.32's CPU EP runs the whole quantized X3D as
+  QLinear ops (116 QLinearConv incl. the grouped 3x3x3, QLinearMul / Add /
+  Sigmoid, 2 Transposes); with S8 activations it left 57 grouped Convs and
+  every Mul/Add float between 189 Q / 369 DQ nodes and 86 Transposes - that
+  S8 recipe was 1.19-1.33x fp32 here (the earlier profile: the float depthwise
+  convs plus the conversions cost more than the int8 GEMMs saved).
+  :class:`OrtQuant` can restrict quantization to Conv/Gemm/MatMul minus grouped
+  3-D convs (``op_types=CPU_OP_TYPES, skip_grouped_conv3d=True``), and
+  ``quant.mixed`` tries keeping depthwise and elementwise ops float, timing
+  every candidate and keeping the fastest.
 - Calibration: MinMax, Percentile (99.999) or Entropy, over the given clips.
   Entropy collects histograms with ORT's EntropyCalibrater (2048 bins) and
   takes TensorRT's KL threshold on |x| (:func:`entropy_ranges`, quant/kl.py):

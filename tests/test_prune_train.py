@@ -156,7 +156,7 @@ def test_slimmable_checkpoint_is_pruned_at_its_configuration(tmp_path):
 def test_pruned_checkpoint_evaluates_and_keeps_its_source_sampling(tmp_path):
     """edgevid eval rebuilds a pruned checkpoint from its channel spec; the pruned net's
     clips are read as its source's were (the shipped checkpoint: uniform)."""
-    from edge.checkpoint import clip_sampling
+    from edge.checkpoint import clip_sampling, load_checkpoint
     from edge.evaluate import evaluate_checkpoint
     from edge.models.slim import SlimConfig
 
@@ -166,7 +166,10 @@ def test_pruned_checkpoint_evaluates_and_keeps_its_source_sampling(tmp_path):
 
     ck = save_checkpoint(tmp_path / "src.pt", src, v, 10, {"train": {}, "classes": list(CLASSES)})
     prune_job("convnet2d_s", str(ck), 0.3, tmp_path / "p.pt", frames=2, resolution=32)
-    assert clip_sampling(tmp_path / "p.pt") == "uniform" == clip_sampling(ck)
+    assert clip_sampling(load_checkpoint(tmp_path / "p.pt").meta) == "uniform" == clip_sampling(load_checkpoint(ck).meta)
+    assert clip_sampling({"sampling": "stride", "train": {}}) == "stride"
+    with pytest.raises(BadInput, match="neither"):
+        clip_sampling({"sampling": "random"})
     rows = evaluate_checkpoint(tmp_path / "p.pt", "convnet2d_s", "calib_data/shipped",
                                [SlimConfig(1.0, 32, 2)], limit=8, single_frame=False, device="cpu")
     assert len(rows) == 1 and rows[0].clips == 8 and 0.0 <= rows[0].top1 <= 1.0

@@ -153,7 +153,7 @@ def test_calibration_samples_frames_as_the_checkpoint_was_trained(monkeypatch, t
     """The shipped MutualNet checkpoint was trained on uniformly sampled clips: its int8
     calibration and held-out clips are read the same way unless --calib-mode says otherwise."""
     import quant.calib
-    from edge.checkpoint import clip_sampling
+    from edge.checkpoint import clip_sampling, load_checkpoint
 
     seen = {}
 
@@ -169,7 +169,7 @@ def test_calibration_samples_frames_as_the_checkpoint_was_trained(monkeypatch, t
     assert main(argv) == 2 and seen["mode"] == mode
     # the input comes from the checkpoint (w1.0-r128-f8) when the flags leave it open, else the model's
     assert seen["shape"] == ((1, 3, 8, 128, 128) if ckpt else (1, 3, 4, 160, 160))
-    assert clip_sampling(shipped) == "uniform" and clip_sampling(None) == "stride"
+    assert clip_sampling(load_checkpoint(shipped).meta) == "uniform" and clip_sampling(None) == "stride"
 
 
 def test_cli_mixed_only_with_int8(tmp_path, capsys):
