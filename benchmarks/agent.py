@@ -28,7 +28,6 @@ the target loads.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -40,7 +39,7 @@ from typing import Any, Iterator, Sequence
 from benchmarks.device import DeviceInfo, fingerprint
 from benchmarks.harness import BenchConfig, measure, parse_affinity, skip_reason
 from benchmarks.record import LatencyRecord, dumps
-from edge.errors import BadInput
+from edge.errors import BadInput, read_json
 from targets.base import ARTIFACT_JSON, Artifact
 
 log = logging.getLogger(__name__)
@@ -142,12 +141,7 @@ def read_results(path: str | Path, device_name: str | None = None) -> Results:
     """Read an agent results file; ``device_name`` renames the device.  An unknown format or
     schema version, or malformed content, raises ``BadInput`` naming the file."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such results file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadInput(f"{path}: not a JSON results file ({e})") from None
+    doc = read_json(path, "results file")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BadInput(f"{path}: not an edgevid agent results file (format is not {FORMAT!r})")
     version = doc.get("schema_version")

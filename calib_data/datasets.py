@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
 from calib_data.video import is_video_path
-from edge.errors import BadInput
+from edge.errors import BadInput, read_json
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,7 @@ class Dataset:
 
 def read_labels(path: Path) -> tuple[str, ...]:
     """Class names by id from a ``labels.json`` (``{"name": id}``, ids 0..N-1)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"{path}: labels file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadInput(f"{path}: not a readable labels.json ({e})") from None
+    data = read_json(path, "labels file")
     if not isinstance(data, dict) or not all(isinstance(k, str) and type(v) is int for k, v in data.items()):
         raise BadInput(f"{path}: labels.json must be an object mapping class name to integer id")
     if sorted(data.values()) != list(range(len(data))):

@@ -7,6 +7,10 @@ a quality gate (accuracy or fidelity floor) failed: exit 1.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 
 class BadInput(ValueError):
     """Unusable input; the message names the file or value and the problem."""
@@ -14,3 +18,15 @@ class BadInput(ValueError):
 
 class GateFailed(RuntimeError):
     """The job ran to the end but a gate (e.g. an accuracy floor) failed."""
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON document in ``path``; ``BadInput`` naming the file when it is missing,
+    unreadable or not JSON (``what`` names the kind of file, e.g. "results file")."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"{path}: not a JSON {what} ({e})") from None

@@ -17,7 +17,6 @@ Imports no torch.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from benchmarks.agent import find_artifacts
 from benchmarks.harness import BenchConfig, measure, skip_reason
-from edge.errors import BadInput
+from edge.errors import BadInput, read_json
 from edge.switch import Candidate
 from targets.base import Artifact
 
@@ -141,12 +140,7 @@ def read_accuracy_file(path: str | Path) -> dict[str, float]:
     """An ``--accuracy`` file: a JSON object mapping a variant tag, ``TARGET:VARIANT`` or an
     artifact folder to a top-1 fraction (or a dict with "top1")."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(f"{path}: accuracy file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadInput(f"{path}: not a readable JSON accuracy file ({e})") from None
+    data = read_json(path, "accuracy file")
     if not isinstance(data, dict):
         raise BadInput(f"{path}: expected a JSON object mapping variant tags to top-1 fractions")
     out = {}

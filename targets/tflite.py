@@ -37,6 +37,7 @@ its thread count.  Input (1, 3, T, H, W) float32, output (1, classes) logits.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -44,7 +45,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -102,6 +103,22 @@ def _int8_params(detail: dict[str, Any]) -> tuple[float, int] | None:
         return None
     scale, zp = detail.get("quantization", (0.0, 0))
     return float(scale), int(zp)
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str | None) -> Iterator[None]:
+    """``os.environ[name] = value`` while the block runs (``None``: left as it is), then
+    the previous value back (or the variable removed)."""
+    before = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 class TfliteRunner:
@@ -284,20 +301,14 @@ class TfliteTarget:
         """litert-torch conversion of ``module`` at ``example``'s shape into ``dest``."""
         import litert_torch
 
-        show = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-        if not log.isEnabledFor(logging.DEBUG):
-            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"  # its progress lines go to stdout
+        quiet = None if log.isEnabledFor(logging.DEBUG) else "n"  # its progress lines go to stdout
         try:
-            litert_torch.convert(module, (example,)).export(str(dest))
+            with _env("LITERT_TORCH_SHOW_PROGRESS", quiet):
+                litert_torch.convert(module, (example,)).export(str(dest))
         except BadInput:
             raise
         except Exception as e:  # noqa: BLE001 - torch.export and the MLIR converter raise many types
             raise BadInput(f"tflite: litert-torch could not convert the model: {first_line(e)}") from None
-        finally:
-            if show is None:
-                os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
-            else:
-                os.environ["LITERT_TORCH_SHOW_PROGRESS"] = show
         log.info("converted to %s (%.1f MB)", dest, dest.stat().st_size / 1e6)
 
     @staticmethod
@@ -316,23 +327,17 @@ class TfliteTarget:
         key = next(iter(sig))
         name = sig[key]["inputs"][0]
         before = path.stat().st_size
-        quiet = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"  # the calibration's per-op progress bar (no switch in its API)
         try:
-            q = quantizer.Quantizer(str(path), getattr(recipe, INT8_RECIPE)())
-            result = q.calibrate({key: [{name: np.ascontiguousarray(c, dtype=np.float32)} for c in clips]},
-                                 num_threads=1)
-            q.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(
-                str(path), overwrite=True)
+            with _env("TQDM_DISABLE", "1"):  # the calibration's per-op progress bar (no switch in its API)
+                q = quantizer.Quantizer(str(path), getattr(recipe, INT8_RECIPE)())
+                result = q.calibrate({key: [{name: np.ascontiguousarray(c, dtype=np.float32)} for c in clips]},
+                                     num_threads=1)
+                q.quantize(result, enable_progress_bar=False, enable_progress_report=False).export_model(
+                    str(path), overwrite=True)
         except BadInput:
             raise
         except Exception as e:  # noqa: BLE001 - the quantizer raises many types
             raise BadInput(f"tflite int8: ai-edge-quantizer could not quantize the model: {first_line(e)}") from None
-        finally:
-            if quiet is None:
-                os.environ.pop("TQDM_DISABLE", None)
-            else:
-                os.environ["TQDM_DISABLE"] = quiet
         return {"scheme": "full-integer int8 (ai-edge-quantizer static_wi8_ai8): conv/FC weights int8 symmetric "
                           "per output channel, activations int8 per tensor (min/max calibration)",
                 "calibration_clips": len(clips), "io": "int8",
