@@ -39,7 +39,8 @@ from typing import Any, Iterator, Sequence
 from benchmarks.device import DeviceInfo, fingerprint
 from benchmarks.harness import BenchConfig, measure, parse_affinity, skip_reason
 from benchmarks.record import LatencyRecord, dumps
-from edge.errors import BadInput, read_json
+from edge.core.errors import BadInput
+from edge.core.io import read_json
 from targets.base import ARTIFACT_JSON, Artifact
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 RUNTIME_PACKAGES: tuple[str, ...] = (
     "onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "openvino", "ai-edge-litert", "tflite-runtime",

@@ -44,7 +44,7 @@ from typing import Any, Mapping
 import onnx
 from onnx import TensorProto
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 VERSION = 2  # bump when a definition below changes: stored features of another version are recomputed
 

@@ -54,7 +54,7 @@ def bench_model(name: str, frames: int | None, resolution: int | None, clips: in
     import calib_data
     from edge.export import export_onnx
     from edge.models import create_model
-    from edge.variant import Variant
+    from edge.models.registry import variant as zoo_variant
     from quant.fidelity import fidelity
     from quant.intsim import Simulator
     from quant.pow2 import output_fraction, quantize
@@ -62,7 +62,7 @@ def bench_model(name: str, frames: int | None, resolution: int | None, clips: in
     from targets.lowering import lower
     from targets.opset import FPGA_OPSET
 
-    v = Variant(name, resolution=resolution or 0, frames=frames or 0)
+    v = zoo_variant(name, resolution=resolution, frames=frames)
     t0 = time.perf_counter()
     with TemporaryDirectory() as tmp:
         d = Path(tmp)

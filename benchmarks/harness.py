@@ -50,7 +50,7 @@ import numpy as np
 
 from benchmarks.device import DeviceInfo
 from benchmarks.record import LatencyRecord, Memory, Stats, artifact_digest, dumps
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.base import Artifact
 from targets.registry import TARGETS, TargetOptions, get_target
 

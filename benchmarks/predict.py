@@ -48,9 +48,9 @@ import numpy as np
 from benchmarks.features import OP_CLASSES, VERSION, GraphFeatures, onnx_file_features
 from benchmarks.select import Config, configurations
 from benchmarks.store import DeviceRow, Store
-from edge.errors import BadInput
-from edge.variant import Variant
-from targets.base import sha256_file
+from edge.core.errors import BadInput
+from edge.core.variant import Variant
+from edge.core.io import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -127,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from edge.checkpoint import load_checkpoint, save_checkpoint
-    from edge.errors import BadInput
+    from edge.core.errors import BadInput
     from edge.flops import complexity
     from edge.prune import (KDSchedule, finetune_kd_resumable, load_pruned, load_teacher, logits_of, prune_job,
                             recalibrate_bn)
     from edge.train import build_cache
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)

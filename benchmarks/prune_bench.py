@@ -31,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edge.prune import prune_job
-    from edge.variant import Variant
+    from edge.core.variant import Variant
+    from edge.models.registry import variant as zoo_variant
 
     work = Path(args.out or tempfile.mkdtemp(prefix="prune_bench."))
     ratios = [0.0] + [float(r) for r in args.ratios.split(",")]
-    base = Variant(args.model)
+    base = zoo_variant(args.model)
     gflops: dict[float, float] = {}
     ckpts: dict[float, Path | None] = {0.0: None}
     for r in ratios[1:]:

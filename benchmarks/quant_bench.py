@@ -44,9 +44,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edge.errors import GateFailed
+from edge.core.errors import GateFailed
 from edge.models import create_model
-from edge.variant import Variant
+from edge.core.variant import Variant
+from edge.models.registry import variant as zoo_variant
 from quant.calib import read_calib
 from quant.fidelity import fidelity
 from targets.base import Artifact
@@ -81,7 +82,7 @@ def load(name: str) -> tuple[torch.nn.Module, Variant, str]:
         model, _ = load_model(TRAINED[name], variant)
         return model.eval(), variant, f"trained ({TRAINED[name].name}, {variant.tag})"
     torch.manual_seed(0)
-    variant = Variant(name)
+    variant = zoo_variant(name)
     return realistic(create_model(variant), variant.input_shape), variant, "random (no trained weights)"
 
 

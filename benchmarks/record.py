@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from benchmarks.device import DeviceInfo
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from benchmarks.select import Config, configurations, pareto_front, rank, resolve_metric, Budget
 from benchmarks.store import DeviceRow, Store
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

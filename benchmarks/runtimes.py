@@ -50,9 +50,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models import create_model
-from edge.variant import Variant
+from edge.core.variant import Variant
+from edge.models.registry import variant as zoo_variant
 from targets.registry import TargetOptions, get_target
 
 
@@ -138,7 +139,7 @@ def candidates(name: str, threads: int, workdir: Path,
     those matching a pattern of ``only``), the skip reasons, and the clip."""
     from edge.export import export_onnx
 
-    variant = Variant(name)
+    variant = zoo_variant(name)
     torch.manual_seed(0)
     model = _randomize_bn(create_model(variant))
     clip = np.random.default_rng(0).standard_normal(variant.input_shape, dtype=np.float32)
@@ -185,7 +186,7 @@ def bench(models: list[str], runs: int, warmup: int, threads: int, gap_ms: float
             base = float(np.median(times[cands[0].name]))
             for c in cands:
                 t = np.asarray(times[c.name])
-                rows.append({"model": name, "input": list(Variant(name).input_shape), "runtime": c.name,
+                rows.append({"model": name, "input": list(zoo_variant(name).input_shape), "runtime": c.name,
                              "p50_ms": round(float(np.median(t)), 2), "p90_ms": round(float(np.percentile(t, 90)), 2),
                              "vs_torch": round(float(np.median(t)) / base, 3),
                              "build_s": None if c.build_s is None else round(c.build_s, 2),

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 from benchmarks.record import Stats
 from benchmarks.store import DeviceRow, MeasurementRow, Store
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def validate(store: Store, selection: Selection, runs: int = 20, warmup: int = 3
     path = Path(c.artifact_path) if c.artifact_path else None
     if path is None or not path.is_dir():
         from edge.compile import compile_variant
-        from edge.variant import Variant
+        from edge.core.variant import Variant
 
         path = Path(artifacts_dir) / c.target / c.variant
         log.info("compiling %s for %s into %s to validate it", c.variant, c.target, path)

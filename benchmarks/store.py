@@ -55,7 +55,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from benchmarks.device import DeviceInfo
 from benchmarks.record import LatencyRecord, Stats, dumps
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class MeasurementRow:
 
 def variant_fields(tag: str) -> dict[str, Any]:
     """model, width, resolution, frames, precision, prune of a variant tag (Nones when it does not parse)."""
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
     try:
         v = Variant.from_tag(tag)

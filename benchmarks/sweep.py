@@ -86,9 +86,9 @@ from benchmarks.device import DeviceInfo
 from benchmarks.harness import BenchConfig, measure
 from benchmarks.record import dumps
 from benchmarks.store import Store
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from edge.models.registry import MODELS
-from edge.variant import PRECISIONS, Variant
+from edge.core.variant import PRECISIONS, Variant
 from targets.base import Artifact
 from targets.registry import TARGETS, get_target
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from calib_data.datasets import KINETICS_PATTERN, open_dataset
 from calib_data.sampling import clip_span
 from calib_data.video import check_video
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 
 @dataclass(frozen=True)

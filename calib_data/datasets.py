@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
 from calib_data.video import is_video_path
-from edge.errors import BadInput, read_json
+from edge.core.errors import BadInput
+from edge.core.io import read_json
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from calib_data.datasets import KINETICS_PATTERN, Dataset, VideoItem, open_datas
 from calib_data.sampling import ClipSpec, SamplingMode, ShortPolicy
 from calib_data.transforms import preprocess
 from calib_data.video import count_frames, open_capture, probe, read_frames
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

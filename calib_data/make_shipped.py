@@ -21,7 +21,7 @@ from pathlib import Path
 from calib_data import shipped_dir
 from calib_data.datasets import MANIFEST_FILE, write_manifest
 from calib_data.synth import write_dataset
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 SEED = 20240611
 CLIPS = 100

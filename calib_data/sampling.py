@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 ShortPolicy = Literal["pad", "loop", "error"]
 SamplingMode = Literal["stride", "uniform"]

@@ -17,7 +17,7 @@ import numpy as np
 from calib_data.sampling import clip_span
 from calib_data.transforms import preprocess
 from calib_data.video import Source, is_camera, iter_frames, open_capture
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

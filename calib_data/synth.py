@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from calib_data.datasets import LABELS_FILE, MANIFEST_FILE, write_labels, write_manifest
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 MEAN = 0.45
 STD = 0.225

@@ -18,7 +18,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from edge.errors import BadInput
-from edge.variant import Variant
+from edge.core.errors import BadInput
+from edge.core.variant import Variant
 
 FORMAT = "edgevid"
 VERSION = 1

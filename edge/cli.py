@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 
 log = logging.getLogger("edgevid")
 
@@ -80,7 +80,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from edge.variant import Variant
+    from edge.models.registry import variant as zoo_variant
     from targets.registry import TargetOptions, get_target
 
     get_target(args.target)  # an unknown target fails here, listing the valid ones, before torch loads
@@ -97,8 +97,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise BadInput(f"{args.ckpt}: checkpoint holds {ckpt.variant.model}, not {args.model}")
         meta = ckpt.meta  # what the flags leave open comes from the checkpoint
         given = {k: getattr(ckpt.variant, k) if v is None else v for k, v in given.items()}
-    variant = Variant(args.model, width=given["width"] or 1.0, resolution=given["resolution"] or 0,
-                      frames=given["frames"] or 0, precision=args.precision, prune=given["prune"] or 0.0)
+    variant = zoo_variant(args.model, width=given["width"] or 1.0, resolution=given["resolution"],
+                          frames=given["frames"], precision=args.precision, prune=given["prune"] or 0.0)
     from quant.settings import QuantSettings, parse_ignore
 
     quant = QuantSettings(exclude=parse_ignore(args.ignore), preset=args.nncf_preset, subset_size=args.subset_size)

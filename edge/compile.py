@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from edge.checkpoint import load_checkpoint, load_model
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from edge.models import create_model
-from edge.variant import Variant
+from edge.core.variant import Variant
 from targets.base import ARTIFACT_JSON, Artifact, Runner, Target
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,7 +151,7 @@ def cached_export(model: torch.nn.Module, variant: Variant, ckpt: str | Path, ca
     ``KEY.check.npy``: PyTorch's logits on the parity-check clip, so that later
     artifacts of this configuration are checked against PyTorch without running it."""
     from edge.export import export_onnx
-    from targets.base import sha256_file
+    from edge.core.io import sha256_file
 
     fp32 = Variant(variant.model, variant.width, variant.resolution, variant.frames, "fp32", variant.prune)
     path = cache / f"{fp32.tag}-{sha256_file(ckpt)[:16]}.onnx"

@@ -6,7 +6,6 @@ Files are read with ``torch.load(weights_only=True)``: nothing in them runs.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,9 +13,10 @@ from typing import Any, Mapping
 import torch.nn as nn
 
 from edge.checkpoint import as_state_dict, check_state_dict, load_pickle, save_checkpoint
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models import MODELS, create_model, model_info
-from edge.variant import Variant
+from edge.core.io import sha256_file
+from edge.models.registry import variant as zoo_variant
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +69,10 @@ def from_pytorchvideo(state_dict_or_path: Mapping[str, Any] | str | Path, model_
         raise BadInput(f"{where}: no 2-D {_PYTORCHVIDEO_PROJ!r}; not a PyTorchVideo X3D checkpoint")
     num_classes = int(proj.shape[0])
     state = {pytorchvideo_key(k): v for k, v in source.items()}
-    model = create_model(Variant(model_name), num_classes=num_classes)
+    model = create_model(zoo_variant(model_name), num_classes=num_classes)
     check_state_dict(model, state, where)
     model.load_state_dict(state, strict=True)
     return model.eval(), num_classes
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def convert_checkpoint(source_format: str, src: str | Path, dst: str | Path, model: str) -> dict[str, Any]:
@@ -96,7 +88,7 @@ def convert_checkpoint(source_format: str, src: str | Path, dst: str | Path, mod
     net, num_classes = from_pytorchvideo(src, model)
     meta = {"source_format": source_format, "source_file": Path(src).name, "source_sha256": sha256_file(src)}
     try:
-        save_checkpoint(dst, net, Variant(model), num_classes, meta)
+        save_checkpoint(dst, net, zoo_variant(model), num_classes, meta)
     except OSError as e:
         raise BadInput(f"{dst}: cannot write the checkpoint ({e.strerror or e})") from None
     tensors = len(net.state_dict())

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models.slim import SlimConfig
 
 log = logging.getLogger(__name__)

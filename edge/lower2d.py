@@ -52,7 +52,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

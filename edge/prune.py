@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.flops import Complexity, complexity
 
 log = logging.getLogger(__name__)
@@ -684,7 +684,7 @@ def prune_job(model_name: str, ckpt: str | None, ratio: float, out: str | Path, 
     from edge.checkpoint import save_checkpoint
     from edge.models import create_model
     from edge.models.registry import model_info
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
     opts = PruneOptions(ratio, criterion, global_, round_to)
     if iterative < 1:

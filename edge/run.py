@@ -28,7 +28,7 @@ from calib_data.sampling import uniform_indices
 from calib_data.stream import FrameWindow
 from calib_data.transforms import preprocess
 from calib_data.video import Source, is_camera, iter_frames, open_capture
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.switch import Candidate, Decision, SwitchConfig, Switcher
 from edge.switch_inputs import MEASURE_RUNS, WARMUP_CALLS, RunPlan, plan_run
 from targets.registry import TargetOptions, get_target

@@ -42,7 +42,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.base import Runner
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from typing import Any, Mapping, Sequence
 
 from benchmarks.agent import find_artifacts
 from benchmarks.harness import BenchConfig, measure, skip_reason
-from edge.errors import BadInput, read_json
+from edge.core.errors import BadInput
+from edge.core.io import read_json
 from edge.switch import Candidate
 from targets.base import Artifact
 
@@ -161,7 +162,7 @@ def _gflops(art: Artifact) -> float:
             return onnx_file_features(art.model_path).total_macs / 1e9
         except ImportError:
             pass
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
     v = Variant.from_tag(art.variant)
     return v.width ** 2 * v.resolution ** 2 * v.frames * 1e-6

@@ -55,7 +55,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _device(cfg: TrainConfig, d: Dist) -> torch.device:
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     from edge.models import create_model
     from edge.models.slim import SlimNet
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
     if cfg.mutual:
         return SlimNet(cfg.model, num_classes, (min(cfg.widths), max(cfg.widths)), max(cfg.resolutions),
@@ -349,7 +349,7 @@ def save_state(cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer | 
     """Atomic checkpoint of the run so far (``opt`` None: weights only, for shipping)."""
     from edge.checkpoint import save_checkpoint
     from edge.models.slim import SlimNet, save_slim
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
     meta: dict[str, Any] = {"train": cfg.to_json(), "sampling": "uniform", "step": step, "classes": list(classes),
                             "done": done,

@@ -6,14 +6,14 @@ from typing import Any, Iterable
 
 from edge.flops import complexity
 from edge.models import MODELS, create_model, model_info
-from edge.variant import Variant
+from edge.models.registry import variant as zoo_variant
 
 
 def zoo_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for name in names or MODELS:
         info = model_info(name)
-        variant = Variant(name)
+        variant = zoo_variant(name)
         c = complexity(create_model(variant), variant.input_shape)
         rows.append({"name": name, "family": info.family, "params": c.params, "gflops": round(c.gflops, 4),
                      "input_shape": list(variant.input_shape), "num_classes": info.num_classes,

@@ -62,7 +62,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -51,12 +51,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from quant.settings import QuantSettings, is_depthwise, resolve_exclude
 from targets.base import Artifact
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge.variant import Variant
+    from edge.core.variant import Variant
     from quant.calib import CalibSet
     from targets.base import ModelSource, Target
 

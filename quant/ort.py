@@ -58,7 +58,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -710,7 +710,7 @@ def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | 
     from edge.export import export_onnx
     from edge.models import create_model
     from edge.train import build_cache
-    from edge.variant import Variant
+    from edge.models.registry import variant as zoo_variant
     from quant.calib import read_calib
     from quant.fidelity import fidelity
     from targets.registry import TargetOptions, get_target
@@ -719,7 +719,7 @@ def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | 
         raise BadInput(f"QAT for target {target!r} is not supported (supported: {', '.join(TARGET_SCHEME)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    variant = Variant(model, width, resolution or 0, frames or 0)
+    variant = zoo_variant(model, width, resolution, frames)
     if ckpt is None:
         log.warning("QAT of untrained weights (no --ckpt)")
         torch_model, notes = create_model(variant, 10).eval(), {}

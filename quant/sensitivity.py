@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 PRESETS: tuple[str, ...] = ("performance", "mixed")
 DEPTHWISE = "depthwise"

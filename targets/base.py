@@ -16,7 +16,6 @@ Runners take and return numpy and import no torch; nothing in this module does.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -26,12 +25,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Union, runti
 
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
+from edge.core.io import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
 
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
 ARTIFACT_JSON = "artifact.json"
 FORMAT = "edgevid-artifact"
@@ -54,14 +54,6 @@ class TensorSpec:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "TensorSpec":
         return cls(str(d["name"]), tuple(int(x) for x in d["shape"]), str(d.get("dtype", "float32")))
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

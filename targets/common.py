@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.base import Artifact
 
 

@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from targets.base import Artifact, ModelSource, check_clip
 from targets.common import check_artifact, first_line
 from targets.opset import FPGA_OPSET
 from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge.variant import Variant
+    from edge.core.variant import Variant
     from targets.onnxruntime import OnnxRuntimeRunner
 
 log = logging.getLogger(__name__)

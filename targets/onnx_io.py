@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.base import ModelSource, TensorSpec
 from targets.common import first_line
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
 log = logging.getLogger(__name__)
 

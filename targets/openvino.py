@@ -53,13 +53,13 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from targets.base import Artifact, ModelSource, check_clip
 from targets.common import check_artifact, first_line
 from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge.variant import Variant
+    from edge.core.variant import Variant
     from quant.settings import QuantSettings
 
 log = logging.getLogger(__name__)

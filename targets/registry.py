@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.base import Target
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from targets.base import Artifact, ModelSource, check_clip
 from targets.common import first_line
 from targets.registry import TargetOptions
@@ -45,7 +45,7 @@ from targets.registry import TargetOptions
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
 log = logging.getLogger(__name__)
 

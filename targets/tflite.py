@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.base import Artifact, ModelSource, TensorSpec, check_clip
 from targets.common import check_artifact, first_line
 from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from benchmarks import device as devmod
 from benchmarks import harness
 from benchmarks.harness import BenchConfig, measure, parse_affinity, skip_reason
 from benchmarks.record import LatencyRecord, Stats
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.base import Artifact
 
 ROOT = Path(__file__).resolve().parent.parent

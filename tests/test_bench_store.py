@@ -15,7 +15,7 @@ from bench_helpers import TINY_VARIANT, device, record
 from benchmarks import store as storemod
 from benchmarks.store import SCHEMA_VERSION, Store
 from edge.cli import main
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import pytest
 
 from calib_data.datasets import (open_dataset, read_class_folders, read_kinetics, read_labels, read_manifest,
                                  read_plain_folder, write_labels)
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 
 def touch(path: Path) -> Path:

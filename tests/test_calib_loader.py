@@ -16,7 +16,7 @@ from calib_data.sampling import ClipSpec
 from calib_data.synth import CLASSES, write_video
 from calib_data.transforms import MEAN, STD
 from calib_data.video import count_frames, read_frames
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 
 

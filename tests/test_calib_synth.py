@@ -10,7 +10,7 @@ import pytest
 from calib_data.datasets import read_manifest
 from calib_data.synth import CLASSES, PAIRS, reverse_label, synth_clip, write_dataset
 from calib_data.video import probe, read_frames
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 REVERSED = {"move_left": "move_right", "move_up": "move_down", "approach": "recede", "rotate_cw": "rotate_ccw",
             "appear": "disappear"}

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from calib_data.transforms import (MEAN, STD, crop_offsets, denormalize, normalize, preprocess,
                                    short_side_size)
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 
 def reference(frames: np.ndarray, size: int, crops: int = 1) -> np.ndarray:

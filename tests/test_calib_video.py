@@ -10,7 +10,7 @@ from calib_data.sampling import ClipSpec, clip_span, stride_indices, uniform_ind
 from calib_data.stream import FrameWindow, sliding_clips
 from calib_data.synth import write_video
 from calib_data.video import check_video, count_frames, open_capture, probe, read_frames
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 STEP, BASE = 9, 20  # frame i is flat grey STEP * i + BASE (< 235): decodable back to its index
 

@@ -6,9 +6,9 @@ import torch
 
 from edge.checkpoint import load_checkpoint, load_model, load_pickle, save_checkpoint
 from edge.cli import main
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models import create_model
-from edge.variant import Variant
+from edge.core.variant import Variant
 
 V = Variant("x3d_xs", frames=4, resolution=64)
 

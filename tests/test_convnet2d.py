@@ -8,7 +8,8 @@ from edge.export import export_onnx
 from edge.flops import complexity
 from edge.models import MODELS, create_model
 from edge.models.convnet2d import TemporalConv, TemporalShift, frames_to_batch, shift_frames
-from edge.variant import Variant
+from edge.core.variant import Variant
+from edge.models.registry import variant as zoo_variant
 
 NAMES = [name for name, info in MODELS.items() if info.family == "convnet2d"]
 
@@ -146,5 +147,5 @@ def test_reversal_is_seen_by_the_temporal_convs_alone(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, lo, hi", [("convnet2d_s", 0.3, 0.8), ("convnet2d_m", 1.0, 3.0)])
 def test_default_input_complexity_in_cpu_range(name, lo, hi):
-    v = Variant(name)
+    v = zoo_variant(name)
     assert lo <= complexity(create_model(v), v.input_shape).gflops <= hi

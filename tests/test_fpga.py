@@ -17,11 +17,11 @@ import torch.nn as nn
 import pvref
 from helpers import distinct_models
 from edge.cli import main
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from edge.export import export_onnx
 from edge.models import MODELS, create_model
 from edge.models.common import Swish
-from edge.variant import Variant
+from edge.core.variant import Variant
 from targets.base import Artifact
 from targets.checker import check
 from targets.fpga import FpgaTarget

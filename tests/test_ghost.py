@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.flops import complexity, count_macs, count_params
 from edge.models import ghost
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from quant.intsim import Simulator, Wide, requantize, round_half_even_div, shift_round
 from quant.pow2 import output_fraction
 
@@ -221,7 +221,7 @@ def _quantized(name: str, tmp: Path) -> tuple[Path, list[np.ndarray]]:
     import calib_data
     from edge.export import export_onnx
     from edge.models import create_model
-    from edge.variant import Variant
+    from edge.core.variant import Variant
     from quant.pow2 import quantize
     from targets.lowering import lower
     from targets.opset import FPGA_OPSET

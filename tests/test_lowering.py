@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.checker import check
 from targets.lowering import lower
 from targets.opset import FPGA_OPSET, OPSETS, IntRange, OpRule, OpSet

@@ -8,7 +8,7 @@ import torch
 from edge.export import INPUT_NAME, export_onnx
 from edge.flops import complexity
 from edge.models import MODELS, create_model
-from edge.variant import Variant
+from edge.core.variant import Variant
 from helpers import SAME_NET_AT_A_FIXED_INPUT, onnx_parity_bound, randomize_bn
 
 SMALL = [(4, 64), (6, 96)]  # (frames, resolution)

@@ -15,8 +15,8 @@ import torch.nn as nn
 from onnx import numpy_helper
 
 from edge.cli import main
-from edge.errors import BadInput
-from edge.variant import Variant
+from edge.core.errors import BadInput
+from edge.core.variant import Variant
 from quant.pow2 import frac_for_tensor, frac_maxabs, fractions, quant_points, quantize, quantize_array
 from targets.base import Artifact
 from targets.checker import check

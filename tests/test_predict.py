@@ -13,8 +13,8 @@ from benchmarks.device import fingerprint
 from benchmarks.features import OP_CLASSES, VERSION, GraphFeatures, graph_features, onnx_file_features
 from benchmarks.harness import BenchConfig, measure
 from benchmarks.store import SCHEMA_VERSION, Store
-from edge.errors import BadInput
-from edge.variant import Variant
+from edge.core.errors import BadInput
+from edge.core.variant import Variant
 
 
 def all_classes_model():

@@ -8,11 +8,11 @@ import torch
 
 from edge.checkpoint import save_checkpoint
 from edge.cli import main
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.flops import complexity
 from edge.models import MODELS, create_model
 from edge.prune import PruneOptions, load_pruned, prune_job, prune_model, resync
-from edge.variant import Variant
+from edge.core.variant import Variant
 from helpers import onnx_parity_bound, randomize_bn
 
 

@@ -8,12 +8,12 @@ import torch
 import torch.nn as nn
 
 from edge.checkpoint import save_checkpoint
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.flops import complexity
 from edge.models import create_model
 from edge.prune import (KDSchedule, fast_depthwise3d, finetune_kd_resumable, load_pruned, prune_job,
                         recalibrate_bn)
-from edge.variant import Variant
+from edge.core.variant import Variant
 from helpers import randomize_bn
 
 SHIPPED = "edge/checkpoints/x3d_xs_mutual_synth10.pt"

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.export import export_onnx
 from edge.train import MEAN, STD, to_input
-from edge.variant import Variant
+from edge.core.variant import Variant
 from quant.pow2 import quantize
 from quant.qat import GraphNet, QatConfig, evaluate, finetune, int8_points, prepare, qat_graph
 from targets.lowering import lower

@@ -13,8 +13,8 @@ import torch.nn as nn
 from onnx import numpy_helper
 
 from edge.cli import main
-from edge.errors import BadInput, GateFailed
-from edge.variant import Variant
+from edge.core.errors import BadInput, GateFailed
+from edge.core.variant import Variant
 from quant.calib import CalibSet
 from quant.mixed import Candidate, choose, compile_mixed, search, top_k_steps
 from quant.ort import ort_recipe, quantize_onnx

@@ -15,10 +15,10 @@ import torch.nn as nn
 import calib_data
 from edge.cli import main
 from edge.compile import compile_variant
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models import create_model
 from edge.models.common import Swish
-from edge.variant import Variant
+from edge.core.variant import Variant
 from helpers import randomize_bn
 from quant.calib import MIN_CALIB_CLIPS, CalibSet, read_calib
 from quant.fidelity import fidelity

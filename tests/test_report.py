@@ -16,7 +16,7 @@ from benchmarks.report import speedups
 from benchmarks.select import configurations
 from benchmarks.store import Store
 from edge.cli import main
-from edge.variant import Variant
+from edge.core.variant import Variant
 
 V1, V2, V3 = (Variant("x3d_xs", w, r, 4).tag for w, r in ((1.0, 160), (0.5, 112), (0.75, 128)))
 _n = iter(range(1000))

@@ -12,12 +12,13 @@ from benchmarks.record import Memory
 from benchmarks.select import Budget, configurations, select
 from benchmarks.store import Store
 from edge.cli import main
-from edge.errors import BadInput
-from edge.variant import Variant
+from edge.core.errors import BadInput
+from edge.core.variant import Variant
+from edge.models.registry import variant as zoo_variant
 
 V = {k: Variant("x3d_xs", w, r, f).tag for k, (w, r, f) in
      {"big": (1.0, 160, 4), "small": (0.5, 112, 4), "mid": (0.75, 128, 4), "tiny": (0.5, 64, 2)}.items()}
-V["s"] = Variant("x3d_s").tag
+V["s"] = zoo_variant("x3d_s").tag
 _n = iter(range(1000))
 
 

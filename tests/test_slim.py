@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from edge.checkpoint import load_model
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models import create_model
 from edge.models.slim import (SLIMMABLE, SlimConfig, SlimNet, ghost_channels, load_slim, materialize,
                               parse_configs, save_slim)
-from edge.variant import Variant
+from edge.core.variant import Variant
 
 FAMILIES = ["x3d_xs", "ghost_tsm", "convnet2d_s"]
 SHAPE = (2, 32)  # frames, resolution: tiny but every model runs
@@ -232,7 +232,7 @@ def test_compile_materialises_a_shipped_configuration(tmp_path):
     (same logits as the SlimNet at that configuration) and records its accuracy and classes."""
     from edge.compile import compile_variant
     from edge.models.slim import load_slim
-    from edge.variant import Variant
+    from edge.core.variant import Variant
     from targets.base import Artifact
     from targets.registry import get_target
 

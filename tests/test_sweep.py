@@ -18,8 +18,8 @@ from benchmarks.device import fingerprint
 from benchmarks.store import Store
 from benchmarks.sweep import Cell, load_config, measure_order, reusable, run_sweep
 from edge.cli import main
-from edge.errors import BadInput, GateFailed
-from edge.variant import Variant
+from edge.core.errors import BadInput, GateFailed
+from edge.core.variant import Variant
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper, save_model
 
 from edge.cli import main
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.switch import Candidate, SwitchConfig, SwitchPolicy, pareto_ladder
 from targets.base import Artifact, TensorSpec
 
@@ -336,7 +336,7 @@ ACCURACY = {"a": 0.5, "b": 0.6, "c": 0.7}
 @pytest.fixture(scope="module")
 def x3d_arts(tmp_path_factory):
     from edge.compile import compile_variant
-    from edge.variant import Variant
+    from edge.core.variant import Variant
 
     root = tmp_path_factory.mktemp("x3d")
     tags = {}

@@ -15,11 +15,11 @@ from onnx import TensorProto, helper
 
 from edge.cli import main
 from edge.compile import compile_variant
-from edge.errors import BadInput, GateFailed
+from edge.core.errors import BadInput, GateFailed
 from edge.export import export_onnx
 from edge.models import create_model
 from edge.models.common import Swish
-from edge.variant import Variant
+from edge.core.variant import Variant
 from helpers import distinct_models, randomize_bn
 from targets import tensorrt as trt_target
 from targets.base import ARTIFACT_JSON, Artifact, TensorSpec

@@ -18,15 +18,16 @@ import torch
 import torch.nn as nn
 
 import pvref
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.export import export_onnx
 from edge.lower2d import TemporalConv2d, fold_batchnorm, has_3d, to_2d, to_frames_first
 from edge.models import create_model
 from edge.models.common import Swish
-from edge.variant import Variant
+from edge.core.variant import Variant
 from helpers import distinct_models, randomize_bn
 from targets import tflite
-from targets.base import ARTIFACT_JSON, Artifact, sha256_file
+from edge.core.io import sha256_file
+from targets.base import ARTIFACT_JSON, Artifact
 from targets.registry import TargetOptions, get_target
 
 LOWER_TOL = 1e-4

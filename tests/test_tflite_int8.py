@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edge.errors import BadInput
-from edge.variant import Variant
+from edge.core.errors import BadInput
+from edge.core.variant import Variant
 from targets import tflite
 from targets.registry import TargetOptions, get_target
 

@@ -1,13 +1,15 @@
 import pytest
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models import MODELS
-from edge.variant import PRECISIONS, Variant
+from edge.core.variant import PRECISIONS, Variant
+from edge.models.registry import variant as zoo_variant
+from edge.models.registry import variant_from_tag
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_defaults_come_from_the_registry(name):
-    v = Variant(name)
+    v = zoo_variant(name)
     info = MODELS[name]
     assert (v.frames, v.resolution, v.width, v.precision, v.prune) == (info.frames, info.resolution, 1.0, "fp32", 0.0)
     assert v.input_shape == (1, 3, info.frames, info.resolution, info.resolution)
@@ -46,8 +48,13 @@ def test_dict_round_trip():
 ])
 def test_validation_errors_are_clear(kwargs, words):
     with pytest.raises(BadInput) as e:
-        Variant(**kwargs)
+        zoo_variant(**kwargs)
     assert words in str(e.value)
+
+
+def test_a_variant_without_its_input_names_the_zoo_helper():
+    with pytest.raises(BadInput, match=r"needs its resolution and frames \(edge.models.variant"):
+        Variant("x3d_s")
 
 
 @pytest.mark.parametrize("tag", ["", "x3d_s", "x3d_s-w0.5-r160-f13-int8", "x3d_s-w0.5-r160-f13-int8-p0.3-extra",
@@ -59,13 +66,13 @@ def test_malformed_tags(tag):
 
 def test_tag_with_unknown_model_names_it():
     with pytest.raises(BadInput, match="unknown model 'nope'"):
-        Variant.from_tag("nope-w1.0-r160-f13-fp32-p0.0")
+        variant_from_tag("nope-w1.0-r160-f13-fp32-p0.0")
 
 
 def test_variant_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, edge.variant, edge.models, targets.base, targets.registry; print('torch' in sys.modules)"
+    code = "import sys, edge.core.variant, edge.models, targets.base, targets.registry; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

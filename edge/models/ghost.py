@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn as nn
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models.common import scale_channels
 
 # GhostNet-1.0x (paper Table 1): per stage, rows of

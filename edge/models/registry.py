@@ -11,12 +11,11 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
+from edge.core.variant import Variant
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
-
-    from edge.variant import Variant
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,22 @@ def model_info(name: str) -> ModelInfo:
         return MODELS[name]
     except KeyError:
         raise BadInput(f"unknown model {name!r}; valid models: {', '.join(MODELS)}") from None
+
+
+def variant(model: str, width: float = 1.0, resolution: int | None = None, frames: int | None = None,
+            precision: str = "fp32", prune: float = 0.0) -> Variant:
+    """A ``Variant`` of zoo model ``model``; ``resolution``/``frames`` default to its
+    published input (e.g. 13 x 160 for X3D-S).  Unknown names list the valid ones."""
+    info = model_info(model)
+    return Variant(model, width, info.resolution if not resolution else resolution,
+                   info.frames if not frames else frames, precision, prune)
+
+
+def variant_from_tag(tag: str) -> Variant:
+    """``Variant.from_tag`` that also checks the model is in the zoo."""
+    v = Variant.from_tag(tag)
+    model_info(v.model)
+    return v
 
 
 def create_model(variant: "Variant", num_classes: int | None = None) -> "nn.Module":

@@ -65,9 +65,9 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models.registry import create_model, model_info
-from edge.variant import Variant
+from edge.core.variant import Variant
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.models.common import Swish, scale_channels
 
 # Channel counts of the published model (PyTorchVideo width_factor 2.0).

@@ -33,7 +33,7 @@ from typing import Callable
 
 import onnx
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.lowering.activations import decompose_hard, harden_sigmoid
 from targets.lowering.batchnorm import batchnorm_to_conv, fold_batchnorm
 from targets.lowering.cleanup import (global_pools, name_nodes, reduce_to_pool, remove_identities, simplify_layout,

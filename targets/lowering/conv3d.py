@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from targets.lowering.graph import Graph, Shape
 from targets.lowering.window import Window
 

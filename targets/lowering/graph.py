@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 
 Shape = tuple[int, ...]
 

@@ -7,7 +7,9 @@ precision and structured-pruning ratio.  Its ``tag`` is a readable key that
 
     x3d_s-w0.75-r160-f13-int8-p0.3
 
-Imports no torch.
+Imports nothing but ``edge.core``: the model's default frames and crop are filled
+by the zoo (``edge.models.variant(name, ...)``), which also checks the name; a
+``Variant`` itself is built with every axis given.
 """
 from __future__ import annotations
 
@@ -15,10 +17,8 @@ import math
 import re
 from dataclasses import dataclass, field, fields, replace
 
-from edge.errors import BadInput
-from edge.models.registry import MODELS, model_info
-
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+from edge.core.enums import PRECISIONS, Precision
+from edge.core.errors import BadInput
 
 _TAG = re.compile(
     r"^(?P<model>[a-z0-9_]+)-w(?P<width>[0-9.e+-]+?)-r(?P<resolution>\d+)-f(?P<frames>\d+)"
@@ -35,23 +35,24 @@ def _num(x: float) -> str:
 class Variant:
     """A model at a width, resolution, frame count, precision and prune ratio.
 
-    ``resolution`` and ``frames`` default to the model's published input
-    (e.g. 13 x 160 for X3D-S).  Input shape: (B, 3, frames, resolution, resolution).
+    Input shape: (B, 3, frames, resolution, resolution).  ``resolution`` and
+    ``frames`` must be given; ``edge.models.variant(name)`` fills them with the
+    model's published input (e.g. 13 x 160 for X3D-S).
     """
 
     model: str
     width: float = 1.0
     resolution: int = field(default=0)
     frames: int = field(default=0)
-    precision: str = "fp32"
+    precision: str = Precision.FP32
     prune: float = 0.0
 
     def __post_init__(self) -> None:
-        info = model_info(self.model)
-        if self.resolution == 0:
-            object.__setattr__(self, "resolution", info.resolution)
-        if self.frames == 0:
-            object.__setattr__(self, "frames", info.frames)
+        if not isinstance(self.model, str) or not re.fullmatch(r"[a-z0-9_]+", self.model):
+            raise BadInput(f"model name must be lower-case letters, digits and '_', got {self.model!r}")
+        if self.resolution == 0 or self.frames == 0:
+            raise BadInput(f"variant of {self.model!r} needs its resolution and frames "
+                           "(edge.models.variant(name) fills in the model's defaults)")
         object.__setattr__(self, "width", float(self.width))
         object.__setattr__(self, "prune", float(self.prune))
         if not (math.isfinite(self.width) and 0.0 < self.width <= 1.0):
@@ -62,6 +63,7 @@ class Variant:
             raise BadInput(f"frames must be a positive integer, got {self.frames!r}")
         if self.precision not in PRECISIONS:
             raise BadInput(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        object.__setattr__(self, "precision", Precision(self.precision))
         if not (math.isfinite(self.prune) and 0.0 <= self.prune < 1.0):
             raise BadInput(f"prune ratio must be in [0, 1), got {self.prune}")
 
@@ -95,7 +97,9 @@ class Variant:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["precision"] = str(self.precision)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "Variant":
@@ -105,4 +109,4 @@ class Variant:
         return cls(**d)  # type: ignore[arg-type]
 
 
-__all__ = ["Variant", "PRECISIONS", "MODELS"]
+__all__ = ["Variant", "PRECISIONS"]
