@@ -173,7 +173,7 @@ def _gflops(path: str) -> str:
 
 
 def _text(d: dict[str, Any]) -> str:
-    from edge.cli import table
+    from edge.core.text import table
 
     s = d["summary"]
     used = s["configs_used"]

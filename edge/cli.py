@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edge.core.errors import BadInput, GateFailed
+from edge.core.text import table
 
 log = logging.getLogger("edgevid")
 
@@ -22,14 +23,6 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> Non
         print(json.dumps(data, indent=2, default=str))
     else:
         print(text(data))
-
-
-def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- commands
