@@ -31,7 +31,7 @@ pooled (``benchmarks.select.configurations``: all raw samples of its newest
 artifact, e.g. the rounds of a sweep).
 
 Held-out accuracy: ``cross_validate`` (k-fold) reports the share of held-out
-predictions within +-10% of the measurement; ``benchmarks/predictor_accuracy.py``
+predictions within +-10% of the measurement; ``benchmarks/studies/predictor_accuracy.py``
 prints it for a sweep measured here.  Predictions are stored with
 ``predicted = 1`` (``Store.add_prediction``) and every output marks them.
 """

@@ -271,7 +271,7 @@ def _import_text(d: dict[str, Any]) -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from benchmarks.device import fingerprint
     from benchmarks.store import Store
-    from benchmarks.sweep import load_config, run_sweep
+    from edge.sweep import load_config, run_sweep
 
     config = load_config(args.config)
     with Store(args.db) as store:
@@ -573,7 +573,7 @@ def _add_bench(p: argparse.ArgumentParser) -> None:
 
 def _add_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, metavar="SWEEP.toml", help="grid: model, width, resolution, frames, "
-                   "precision, prune, target, threads lists (+ runs, warmup, out, ...); see benchmarks/sweep.py")
+                   "precision, prune, target, threads lists (+ runs, warmup, out, ...); see edge/sweep/__init__.py")
     p.add_argument("--db", help="result store (default: $EDGEVID_DB, else ./edgevid.sqlite)")
     p.add_argument("--device", help="name of this device (default: the sweep file's, else the hostname)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

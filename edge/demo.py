@@ -6,7 +6,7 @@
    MutualNet model, one pruned variant, fp32 and int8;
 3. compiled for every target available here (a target whose runtime is missing is
    skipped with a line saying why), int8 calibrated on the shipped clips with its
-   fidelity recorded (``benchmarks.sweep`` with ``edge.compile``);
+   fidelity recorded (``edge.sweep`` with ``edge.compile``);
 4. measured with the harness into the SQLite store ``OUT/results.sqlite``;
 5. the best configuration for the budget (``benchmarks.select``), with the reasons;
 6. the cross-device HTML report and its Markdown summary (``benchmarks.report``);
@@ -175,7 +175,7 @@ def pruned_checkpoint(plan: DemoPlan, paths: DemoPaths) -> Path | None:
 
         log.info("pruning %s by %.0f%% of its FLOPs (no fine-tune)", MODEL, plan.prune * 100)
         # prefix: a MutualNet checkpoint ranks its channels by width (the narrow sub-networks are the
-        # first channels); BN re-estimated on the shipped clips; no fine-tune here (benchmarks/prune_accuracy)
+        # first channels); BN re-estimated on the shipped clips; no fine-tune here (benchmarks/studies/prune_accuracy)
         prune_job(MODEL, str(SHIPPED_CKPT), plan.prune, path, epochs=0, resolution=max(plan.resolutions),
                   frames=max(plan.frames), criterion="prefix", recal_clips=64)
     return path
@@ -183,7 +183,7 @@ def pruned_checkpoint(plan: DemoPlan, paths: DemoPaths) -> Path | None:
 
 def sweeps(plan: DemoPlan, paths: DemoPaths, device: str | None, pruned: Path | None) -> list[Any]:
     """One ``SweepConfig`` per (target, model source) of the plan."""
-    from benchmarks.sweep import SweepConfig
+    from edge.sweep import SweepConfig
     from edge.models.slim import SlimConfig
 
     base = dict(path=paths.out / "demo", model=(MODEL,), runs=plan.runs, warmup=plan.warmup, out=paths.artifacts,
@@ -216,7 +216,7 @@ def compile_all(configs: Sequence[Any], store: Any, device: Any, jobs: int, prog
     processes (each loads torch and the checkpoint once, not once per sweep)."""
     from tqdm import tqdm
 
-    from benchmarks.sweep import artifact_dir, build_all, refused_before, reusable
+    from edge.sweep import artifact_dir, build_all, refused_before, reusable
 
     todo = []
     for cfg in configs:
@@ -230,9 +230,9 @@ def compile_all(configs: Sequence[Any], store: Any, device: Any, jobs: int, prog
             if reusable(folder, cell.variant, cell.target) is None:
                 todo.append(job)
     with tqdm(total=len(todo), desc="compile", unit="artifact", disable=not progress, dynamic_ncols=True) as bar:
-        for (_, variant, target), (_, reason, _) in build_all(todo, jobs, bar):
-            if reason not in ("compiled", "reused"):
-                log.warning("%s on %s: %s", variant.tag, target, reason)
+        for (_, variant, target), built in build_all(todo, jobs, bar):
+            if not built.ok:
+                log.warning("%s on %s: %s", variant.tag, target, built.reason)
             bar.update(1)
 
 
@@ -266,7 +266,7 @@ def run_demo(plan: DemoPlan, out: str | Path, device: str | None = None, progres
     from benchmarks.device import fingerprint
     from benchmarks.select import Budget, select
     from benchmarks.store import Store
-    from benchmarks.sweep import run_sweep
+    from edge.sweep import run_sweep
     from targets.registry import get_target
 
     t0 = time.time()

@@ -24,7 +24,7 @@ except the 15 squeeze-excitation/Swish elementwise chains, which the CPU plugin
 fuses into JIT "Subgraph" kernels from the ONNX front end's graph and leaves as
 "Eltwise" nodes from the torch front end's.  The ONNX front end is as fast or a
 few percent faster, converts several times faster, and shares the exported file
-with the other targets.  ``python -m benchmarks.runtimes`` re-measures both.
+with the other targets.  ``python -m benchmarks.studies.runtimes`` re-measures both.
 
 Compiled-model cache: measured load (read + compile, median of 5, 2 threads) on
 the same machine: IR 592 / 765 ms (XS / S), ``core.import_model`` of the exported

@@ -123,7 +123,7 @@ def test_generation_speed_on_one_core(tmp_path):
     """>= 20 clips/s at 16 frames x 160 px, render + encode, one OpenCV thread.
 
     Timed in process CPU seconds (all threads), best of 3: wall time on a shared
-    2-core CI machine measures the neighbours (benchmarks/data_throughput.py
+    2-core CI machine measures the neighbours (benchmarks/studies/data_throughput.py
     gives wall-clock figures on a pinned core)."""
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)

@@ -16,7 +16,7 @@ import pytest
 from bench_helpers import TINY_VARIANT, tiny_artifact, unavailable_target
 from benchmarks.device import fingerprint
 from benchmarks.store import Store
-from benchmarks.sweep import Cell, load_config, measure_order, reusable, run_sweep
+from edge.sweep import Cell, load_config, measure_order, reusable, run_sweep
 from edge.cli import main
 from edge.core.errors import BadInput, GateFailed
 from edge.core.variant import Variant

@@ -369,7 +369,7 @@ def test_steps_down_under_injected_cpu_load_and_back_up(x3d_arts, tmp_path):
     from benchmarks.device import fingerprint
     from benchmarks.harness import BenchConfig, measure
     from benchmarks.store import Store
-    from benchmarks.switch_bench import CpuHog
+    from benchmarks.studies.switch_bench import CpuHog
     from edge.run import load_switcher, pinned, stream
     from edge.switch_inputs import plan_run
 

@@ -1,6 +1,6 @@
 """QAT vs PTQ for the fpga scheme (power-of-two int8) on the synthetic motion set.
 
-    .venv/bin/python -m benchmarks.qat_bench [--ckpt edge/checkpoints/x3d_xs_mutual_synth10.pt]
+    .venv/bin/python -m benchmarks.studies.qat_bench [--ckpt edge/checkpoints/x3d_xs_mutual_synth10.pt]
         [--config w0.5-r96-f4] [--train /work/data/synth_train] [--val /work/data/synth_val]
         [--epochs 3] [--limit 320] [--batch 16] [--lr 3e-4] [--rounding half_up|half_even]
         [--calib-clips 32] [--sim-clips 60] [--out DIR] [--json]

@@ -1,7 +1,7 @@
 """Video input throughput on one CPU core: decode + X3D preprocessing, and the
 synthetic-set generator.
 
-    .venv/bin/python benchmarks/data_throughput.py [--repeats 3]
+    .venv/bin/python benchmarks/studies/data_throughput.py [--repeats 3]
 
 One core: the process is pinned to one CPU (``os.sched_setaffinity``), OpenCV
 runs single-threaded (``cv2.setNumThreads(1)``) and the FFmpeg decoder gets one

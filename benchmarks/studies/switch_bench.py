@@ -2,7 +2,7 @@
 configuration, then a stream of the real clip under a budget between the cheapest
 and the most expensive configuration (optionally with injected CPU load).
 
-    python -m benchmarks.switch_bench [--out DIR] [--configs w0.25-r96-f4,...]
+    python -m benchmarks.studies.switch_bench [--out DIR] [--configs w0.25-r96-f4,...]
         [--threads 1] [--affinity CPU] [--runs 30] [--budget-ms X] [--load START:STOP]
         [--video calib_data/shipped/real/bikes.mp4] [--window 16] [--stride 2] [--json]
 
@@ -105,7 +105,7 @@ def measure_all(paths: Sequence[Path], db: Path, threads: int, runs: int, rounds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.switch_bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.studies.switch_bench", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="switch-bench", help="artifacts and store (reused) (default %(default)s)")
     ap.add_argument("--configs", default=CONFIGS, help="configurations (default %(default)s)")
     ap.add_argument("--video", default=str(VIDEO))

@@ -1,7 +1,7 @@
 """fp32 vs int8 (plain and mixed precision) on onnxruntime, OpenVINO and LiteRT, in one
-process: latency and fidelity (the fpga target's integer figures: benchmarks.fpga_sim).
+process: latency and fidelity (the fpga target's integer figures: benchmarks.studies.fpga_sim).
 
-    .venv/bin/python -m benchmarks.quant_bench [--models x3d_xs x3d_s ghost_tsm] [--runs 10]
+    .venv/bin/python -m benchmarks.studies.quant_bench [--models x3d_xs x3d_s ghost_tsm] [--runs 10]
                                                [--runtimes onnxruntime openvino tflite]
                                                [--warmup 2] [--threads 2] [--calib-clips 32]
                                                [--held-out 32] [--method minmax] [--min-agreement 0.99]
@@ -205,7 +205,7 @@ def text(result: dict[str, object]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.quant_bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.quant_bench", description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["x3d_xs", "x3d_s", "ghost_tsm"])
     p.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
     p.add_argument("--runs", type=int, default=10)

@@ -6,7 +6,7 @@ once, warmed up, then timed in rotating order on the same clip; the table gives
 p50 latency ratios against the unpruned model on the same target (this machine
 drifts, so only ratios are meaningful).
 
-    .venv/bin/python -m benchmarks.prune_bench [--ratios 0.3,0.5] [--rounds 20] [--out DIR]
+    .venv/bin/python -m benchmarks.studies.prune_bench [--ratios 0.3,0.5] [--rounds 20] [--out DIR]
 """
 from __future__ import annotations
 

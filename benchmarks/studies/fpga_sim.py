@@ -17,9 +17,9 @@ N(0, 1) clips when the shipped set runs out), and print
 
 Usage::
 
-    .venv/bin/python -m benchmarks.fpga_sim                       # defaults
-    .venv/bin/python -m benchmarks.fpga_sim --resolution 64 --frames 4 --clips 40
-    .venv/bin/python -m benchmarks.fpga_sim --json
+    .venv/bin/python -m benchmarks.studies.fpga_sim                       # defaults
+    .venv/bin/python -m benchmarks.studies.fpga_sim --resolution 64 --frames 4 --clips 40
+    .venv/bin/python -m benchmarks.studies.fpga_sim --json
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Held-out accuracy of the latency predictor on measurements made here.
 
-    .venv/bin/python -m benchmarks.predictor_accuracy [--db out/predictor/predictor.sqlite]
+    .venv/bin/python -m benchmarks.studies.predictor_accuracy [--db out/predictor/predictor.sqlite]
         [--folds 5] [--threads 1] [--runs 30] [--rounds 3] [--cpu-rounds 2] [--no-sweep] [--json]
 
-1. Sweeps (``benchmarks.sweep``, resumable: a rerun measures only what is
+1. Sweeps (``edge.sweep``, resumable: a rerun measures only what is
    missing) X3D-XS at widths 0.5 / 0.75 / 1.0 x resolutions 64-160 (step 16) x
    2 / 4 frames, fp32, on onnxruntime and openvino, at ``--threads``, into
    ``--db`` (artifacts under ``out/predictor/artifacts``): 42 variants x 2
@@ -58,7 +58,7 @@ CPU_DEVICE_SUFFIX = "-cputime"
 
 
 def sweep_toml(threads: int, runs: int, rounds: int, device: str) -> str:
-    lines = ["# written by benchmarks/predictor_accuracy.py"]
+    lines = ["# written by benchmarks/studies/predictor_accuracy.py"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in GRID.items()]
     lines += [f"threads = [{threads}]", f"runs = {runs}", "warmup = 5", 'out = "artifacts"',
               f'device = "{device}"', "rotate = true", f"rounds = {rounds}"]
@@ -95,7 +95,7 @@ def measure_cpu_time(store, config, device_name: str, runs: int, rounds: int, pr
 
     from benchmarks import harness
     from benchmarks.device import fingerprint
-    from benchmarks.sweep import artifact_dir, measure_order, reusable
+    from edge.sweep import artifact_dir, measure_order, reusable
 
     device = fingerprint(device_name)
     cells = [c for c in config.cells() if reusable(artifact_dir(config, c.variant, c.target), c.variant, c.target)]
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.device import fingerprint
     from benchmarks.store import Store
-    from benchmarks.sweep import load_config, run_sweep
+    from edge.sweep import load_config, run_sweep
 
     db = Path(args.db)
     db.parent.mkdir(parents=True, exist_ok=True)

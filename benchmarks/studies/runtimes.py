@@ -1,6 +1,6 @@
 """fp32 latency of X3D-XS and X3D-S across runtimes, measured in one process.
 
-    .venv/bin/python -m benchmarks.runtimes [--models x3d_xs x3d_s] [--runs 20] [--warmup 3]
+    .venv/bin/python -m benchmarks.studies.runtimes [--models x3d_xs x3d_s] [--runs 20] [--warmup 3]
                                             [--threads 2] [--gap-ms 20] [--only PATTERN...] [--json]
 
 Candidates (each skipped with its reason when its runtime is absent):

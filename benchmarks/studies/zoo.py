@@ -2,7 +2,7 @@
 of every registered model at its default input, with the deviation from the
 paper where one exists.
 
-    python -m benchmarks.zoo
+    python -m benchmarks.studies.zoo
 """
 from __future__ import annotations
 

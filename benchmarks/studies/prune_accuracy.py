@@ -12,7 +12,7 @@ top-1 after.
 Clips are read once into uint8 caches (``edge.train.build_cache``: uniform
 frame sampling, evaluation transform - what ``edgevid eval`` feeds the model).
 Latency: p50 of the fine-tuned checkpoints compiled for each target
-(``benchmarks.prune_bench.latency_p50``), as ratios to the unpruned model.
+(``benchmarks.studies.prune_bench.latency_p50``), as ratios to the unpruned model.
 
 Everything it makes is kept under ``--out`` and reused: the caches, the pruned
 checkpoints ``p{R}.pt``, the teacher logits, the fine-tuned ``p{R}-ft-e{E}.pt``
@@ -20,16 +20,16 @@ and their histories.  Several processes may share one ``--out`` (e.g. one per
 ratio, ``--no-latency``, then one with every ratio for the table): they split
 shared work (caches, teacher-logit shards) through lock files.
 
-    .venv/bin/python -m benchmarks.prune_accuracy --out DIR [--ratios 0.3,0.5] [--epochs 1]
+    .venv/bin/python -m benchmarks.studies.prune_accuracy --out DIR [--ratios 0.3,0.5] [--epochs 1]
         [--train-clips N] [--resolution 112 --frames 8] [--ckpt edge/checkpoints/x3d_xs_mutual_synth10.pt]
         [--train /work/data/synth_train --val /work/data/synth_val] [--no-latency]
 
 The issue-8 table (2 shared cores; one process per ratio, then the table):
 
-    for r in 0.3 0.5; do OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.prune_accuracy \
+    for r in 0.3 0.5; do OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.studies.prune_accuracy \
         --out prune_acc --ratios $r --train-clips 200 --epochs 1 --eval-every 0 --recal-clips 100 \
         --no-latency & done; wait
-    .venv/bin/python -m benchmarks.prune_accuracy --out prune_acc --ratios 0.3,0.5 --train-clips 200 --epochs 1 \
+    .venv/bin/python -m benchmarks.studies.prune_accuracy --out prune_acc --ratios 0.3,0.5 --train-clips 200 --epochs 1 \
         --eval-every 0 --recal-clips 100
 """
 from __future__ import annotations
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p50s: dict[tuple[str, float], float] = {}
     targets = args.targets.split(",")
     if not args.no_latency:
-        from benchmarks.prune_bench import latency_p50
+        from benchmarks.studies.prune_bench import latency_p50
 
         torch.set_num_threads(args.latency_threads)
         p50s = latency_p50(base, ckpts, targets, args.latency_threads, args.rounds, 3, out / "latency")
