@@ -27,6 +27,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="*", help="only these models (default: all)")
+    add_json(p)
+
+
 def cmd_convert_ckpt(args: argparse.Namespace) -> int:
     from edge.convert import convert_checkpoint
 
@@ -34,6 +39,15 @@ def cmd_convert_ckpt(args: argparse.Namespace) -> int:
     emit(args, result, lambda r: f"wrote {r['dst']} ({r['model']}, {r['num_classes']} classes, "
                                  f"{r['tensors']} tensors)")
     return 0
+
+
+def add_convert_ckpt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="source_format", required=True, choices=["pytorchvideo"],
+                   help="source checkpoint format")
+    p.add_argument("src", help="source checkpoint (.pyth)")
+    p.add_argument("dst", help="edgevid checkpoint to write")
+    p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_s")
+    add_json(p)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -59,6 +73,29 @@ def cmd_data(args: argparse.Namespace) -> int:
                     if d["bad"] else "") + f"{d['videos'] - len(d['bad'])} of {d['videos']} videos good, "
                                            f"{len(d['bad'])} bad")
     return 1 if bad else 0
+
+
+def add_data(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    synth = sub.add_parser("synth", help="write the synthetic motion dataset (.mp4 + manifest.csv + labels.json)",
+                           description="write the synthetic motion dataset (.mp4 + manifest.csv + labels.json)")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--clips", type=int, required=True,
+                       help="number of clips (classes cycle: clip i is class i %% 10)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same frames (default 0)")
+    synth.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    synth.add_argument("--size", type=int, default=160, help="frame width and height in pixels (default 160)")
+    check = sub.add_parser("check", help="decode every video of a manifest or folder and list the bad ones",
+                           description="decode every video of a manifest, Kinetics CSV, folder or file; "
+                                       "exit 1 if any is bad")
+    check.add_argument("path", help="manifest.csv, Kinetics CSV, folder or video file")
+    check.add_argument("--frames", type=int, help="also flag videos shorter than one clip of this many frames")
+    check.add_argument("--stride", type=int, default=1, help="frame stride of that clip (default 1)")
+    check.add_argument("--pattern", default=None, help="file pattern for a Kinetics CSV (default "
+                       "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4)")
+    for q in (synth, check):
+        add_json(q)
+        add_debug(q)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -133,6 +170,44 @@ def _compile_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_compile(p: argparse.ArgumentParser) -> None:
+    from targets.registry import TARGETS
+
+    p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_s")
+    p.add_argument("--ckpt", help="edgevid checkpoint (default: untrained weights)")
+    p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
+    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8")
+    p.add_argument("--calib", help="int8: calibration clips, a manifest/folder/video (default: the shipped set)")
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
+                   help="int8: calibration method (default %(default)s)")
+    p.add_argument("--calib-clips", type=int, default=32, help="int8: calibration clips (default %(default)s)")
+    p.add_argument("--calib-mode", choices=("stride", "uniform"),
+                   help="int8: frame sampling of the calibration and held-out clips (default: as the checkpoint "
+                        "was trained - uniform for edgevid-trained ones, X3D's stride otherwise)")
+    p.add_argument("--min-agreement", type=float, default=0.99,
+                   help="int8: top-1 agreement with fp32 on held-out clips below which the build fails "
+                        "(exit 1, artifact kept and marked failed; default %(default)s)")
+    p.add_argument("--mixed", "--mixed-precision", dest="mixed", action="store_true",
+                   help="int8 (onnxruntime, openvino): keep the most sensitive layers float until "
+                        "--min-agreement is met; keep the fastest measured configuration")
+    p.add_argument("--ignore", metavar="NODE,...",
+                   help="int8: layers kept float - ONNX node names, op types (Conv, Mul) or 'depthwise'")
+    p.add_argument("--nncf-preset", default="performance", choices=("performance", "mixed"),
+                   help="int8 on openvino: NNCF preset (default %(default)s)")
+    p.add_argument("--subset-size", type=int, help="int8 on openvino: calibration clips NNCF uses (default all)")
+    p.add_argument("--width", type=float, help="width multiplier (default: the checkpoint's, else 1.0)")
+    p.add_argument("--resolution", type=int, help="crop side in pixels (default: the checkpoint's, else the model's)")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else the model's)")
+    p.add_argument("--prune", type=float,
+                   help="FLOPs-cut ratio of a pruned checkpoint (default: the checkpoint's, else 0)")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
+    p.add_argument("--device", help="runtime device, e.g. CPU/GPU (openvino), cpu/cuda/tensorrt (onnxruntime)")
+    p.add_argument("--hard-activations", action="store_true",
+                   help="allow Swish/Sigmoid -> hard approximations where the target needs them (changes the math)")
+    p.add_argument("--out", required=True, help="artifact folder to write")
+    add_json(p)
+
+
 def cmd_check_ops(args: argparse.Namespace) -> int:
     from targets.registry import get_target
 
@@ -141,6 +216,14 @@ def cmd_check_ops(args: argparse.Namespace) -> int:
          lambda d: "\n".join([*d["reasons"], f"{d['model']}: {len(d['reasons'])} node(s) rejected by {d['target']}"
                               if d["reasons"] else f"{d['model']}: every node accepted by {d['target']}"]))
     return 1 if reasons else 0
+
+
+def add_check_ops(p: argparse.ArgumentParser) -> None:
+    from targets.registry import TARGETS
+
+    p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
+    p.add_argument("onnx", metavar="MODEL.onnx", help="ONNX model to check")
+    add_json(p)
 
 
 def cmd_lower(args: argparse.Namespace) -> int:
@@ -184,89 +267,6 @@ def _lower_text(d: dict[str, Any]) -> str:
     lines.append(f"  {len(d['reasons'])} node(s) still outside the {d['target']} operator set" if d["reasons"]
                  else f"  every node inside the {d['target']} operator set")
     return "\n".join(lines)
-
-
-def add_models(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="*", help="only these models (default: all)")
-    add_json(p)
-
-
-def add_convert_ckpt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="source_format", required=True, choices=["pytorchvideo"],
-                   help="source checkpoint format")
-    p.add_argument("src", help="source checkpoint (.pyth)")
-    p.add_argument("dst", help="edgevid checkpoint to write")
-    p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_s")
-    add_json(p)
-
-
-def add_data(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    synth = sub.add_parser("synth", help="write the synthetic motion dataset (.mp4 + manifest.csv + labels.json)",
-                           description="write the synthetic motion dataset (.mp4 + manifest.csv + labels.json)")
-    synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--clips", type=int, required=True,
-                       help="number of clips (classes cycle: clip i is class i %% 10)")
-    synth.add_argument("--seed", type=int, default=0, help="same seed, same frames (default 0)")
-    synth.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
-    synth.add_argument("--size", type=int, default=160, help="frame width and height in pixels (default 160)")
-    check = sub.add_parser("check", help="decode every video of a manifest or folder and list the bad ones",
-                           description="decode every video of a manifest, Kinetics CSV, folder or file; "
-                                       "exit 1 if any is bad")
-    check.add_argument("path", help="manifest.csv, Kinetics CSV, folder or video file")
-    check.add_argument("--frames", type=int, help="also flag videos shorter than one clip of this many frames")
-    check.add_argument("--stride", type=int, default=1, help="frame stride of that clip (default 1)")
-    check.add_argument("--pattern", default=None, help="file pattern for a Kinetics CSV (default "
-                       "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4)")
-    for q in (synth, check):
-        add_json(q)
-        add_debug(q)
-
-
-def add_compile(p: argparse.ArgumentParser) -> None:
-    from targets.registry import TARGETS
-
-    p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_s")
-    p.add_argument("--ckpt", help="edgevid checkpoint (default: untrained weights)")
-    p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
-    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8")
-    p.add_argument("--calib", help="int8: calibration clips, a manifest/folder/video (default: the shipped set)")
-    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
-                   help="int8: calibration method (default %(default)s)")
-    p.add_argument("--calib-clips", type=int, default=32, help="int8: calibration clips (default %(default)s)")
-    p.add_argument("--calib-mode", choices=("stride", "uniform"),
-                   help="int8: frame sampling of the calibration and held-out clips (default: as the checkpoint "
-                        "was trained - uniform for edgevid-trained ones, X3D's stride otherwise)")
-    p.add_argument("--min-agreement", type=float, default=0.99,
-                   help="int8: top-1 agreement with fp32 on held-out clips below which the build fails "
-                        "(exit 1, artifact kept and marked failed; default %(default)s)")
-    p.add_argument("--mixed", "--mixed-precision", dest="mixed", action="store_true",
-                   help="int8 (onnxruntime, openvino): keep the most sensitive layers float until "
-                        "--min-agreement is met; keep the fastest measured configuration")
-    p.add_argument("--ignore", metavar="NODE,...",
-                   help="int8: layers kept float - ONNX node names, op types (Conv, Mul) or 'depthwise'")
-    p.add_argument("--nncf-preset", default="performance", choices=("performance", "mixed"),
-                   help="int8 on openvino: NNCF preset (default %(default)s)")
-    p.add_argument("--subset-size", type=int, help="int8 on openvino: calibration clips NNCF uses (default all)")
-    p.add_argument("--width", type=float, help="width multiplier (default: the checkpoint's, else 1.0)")
-    p.add_argument("--resolution", type=int, help="crop side in pixels (default: the checkpoint's, else the model's)")
-    p.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else the model's)")
-    p.add_argument("--prune", type=float,
-                   help="FLOPs-cut ratio of a pruned checkpoint (default: the checkpoint's, else 0)")
-    p.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
-    p.add_argument("--device", help="runtime device, e.g. CPU/GPU (openvino), cpu/cuda/tensorrt (onnxruntime)")
-    p.add_argument("--hard-activations", action="store_true",
-                   help="allow Swish/Sigmoid -> hard approximations where the target needs them (changes the math)")
-    p.add_argument("--out", required=True, help="artifact folder to write")
-    add_json(p)
-
-
-def add_check_ops(p: argparse.ArgumentParser) -> None:
-    from targets.registry import TARGETS
-
-    p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
-    p.add_argument("onnx", metavar="MODEL.onnx", help="ONNX model to check")
-    add_json(p)
 
 
 def add_lower(p: argparse.ArgumentParser) -> None:

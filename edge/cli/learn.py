@@ -46,24 +46,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from edge.models.slim import parse_configs
-
-    configs = parse_configs(args.configs) if args.configs else None
-    import torch
-
-    from edge.evaluate import evaluate_checkpoint, format_table
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = evaluate_checkpoint(args.ckpt, args.model, args.data, configs, batch_size=args.batch_size,
-                               limit=args.limit, single_frame=not args.no_single_frame, calib=args.calib,
-                               device=args.device)
-    emit(args, {"model": args.model, "ckpt": args.ckpt, "data": args.data, "rows": [r.to_json() for r in rows]},
-         lambda d: format_table(d["rows"]))
-    return 0
-
-
 def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_xs")
     p.add_argument("--data", required=True, help="labelled training clips (manifest.csv or folder)")
@@ -93,6 +75,24 @@ def add_train(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edge.models.slim import parse_configs
+
+    configs = parse_configs(args.configs) if args.configs else None
+    import torch
+
+    from edge.evaluate import evaluate_checkpoint, format_table
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = evaluate_checkpoint(args.ckpt, args.model, args.data, configs, batch_size=args.batch_size,
+                               limit=args.limit, single_frame=not args.no_single_frame, calib=args.calib,
+                               device=args.device)
+    emit(args, {"model": args.model, "ckpt": args.ckpt, "data": args.data, "rows": [r.to_json() for r in rows]},
+         lambda d: format_table(d["rows"]))
+    return 0
+
+
 def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_xs")
     p.add_argument("--ckpt", required=True, help="checkpoint written by edgevid train")
@@ -118,6 +118,27 @@ def cmd_prune(args: argparse.Namespace) -> int:
                             f"{d['params_after'] / 1e6:.2f}M, GFLOPs {d['gflops_before']:.3f} -> "
                             f"{d['gflops_after']:.3f} (cut {d['flops_cut']:.1%}, target {d['ratio']:.0%})")
     return 0
+
+
+def add_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_xs")
+    p.add_argument("--ckpt", help="edgevid checkpoint to prune (default: untrained weights)")
+    p.add_argument("--ratio", type=float, required=True, help="FLOPs (multiply-adds) cut in [0, 1), e.g. 0.3")
+    p.add_argument("--out", required=True, help="pruned checkpoint to write (records its architecture)")
+    p.add_argument("--data", help="labelled clips for the KD fine-tune (default: the shipped set)")
+    p.add_argument("--epochs", type=int, default=0, help="KD fine-tune epochs after each step (0 = prune only)")
+    p.add_argument("--criterion", default="l1", choices=("l1", "l2", "bn", "prefix"),
+                   help="channel importance (default l1; prefix: keep the first channels, for MutualNet checkpoints)")
+    p.add_argument("--recal-clips", type=int, default=0,
+                   help="re-estimate BN statistics on N clips of --data after each pruning step (default 0)")
+    p.add_argument("--global", dest="global_", action="store_true", help="one ranking over all layers")
+    p.add_argument("--round-to", type=int, help="keep channel counts multiples of this, e.g. 8")
+    p.add_argument("--iterative", type=int, default=1, help="prune in K steps, fine-tuning after each")
+    p.add_argument("--resolution", type=int, help="crop side for FLOPs and fine-tune (default: the model's)")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
+    p.add_argument("--limit", type=int, help="fine-tune on the first N videos only")
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tune AdamW learning rate (default %(default)s)")
+    add_json(p)
 
 
 def cmd_qat(args: argparse.Namespace) -> int:
@@ -162,25 +183,4 @@ def add_qat(p: argparse.ArgumentParser) -> None:
                    help="Swish/Sigmoid -> hard approximations (the fpga target needs it for X3D)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", required=True, help="folder: qat.pt (resumable), qat_model.onnx, artifact/")
-    add_json(p)
-
-
-def add_prune(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="zoo model name, e.g. x3d_xs")
-    p.add_argument("--ckpt", help="edgevid checkpoint to prune (default: untrained weights)")
-    p.add_argument("--ratio", type=float, required=True, help="FLOPs (multiply-adds) cut in [0, 1), e.g. 0.3")
-    p.add_argument("--out", required=True, help="pruned checkpoint to write (records its architecture)")
-    p.add_argument("--data", help="labelled clips for the KD fine-tune (default: the shipped set)")
-    p.add_argument("--epochs", type=int, default=0, help="KD fine-tune epochs after each step (0 = prune only)")
-    p.add_argument("--criterion", default="l1", choices=("l1", "l2", "bn", "prefix"),
-                   help="channel importance (default l1; prefix: keep the first channels, for MutualNet checkpoints)")
-    p.add_argument("--recal-clips", type=int, default=0,
-                   help="re-estimate BN statistics on N clips of --data after each pruning step (default 0)")
-    p.add_argument("--global", dest="global_", action="store_true", help="one ranking over all layers")
-    p.add_argument("--round-to", type=int, help="keep channel counts multiples of this, e.g. 8")
-    p.add_argument("--iterative", type=int, default=1, help="prune in K steps, fine-tuning after each")
-    p.add_argument("--resolution", type=int, help="crop side for FLOPs and fine-tune (default: the model's)")
-    p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
-    p.add_argument("--limit", type=int, help="fine-tune on the first N videos only")
-    p.add_argument("--lr", type=float, default=1e-3, help="fine-tune AdamW learning rate (default %(default)s)")
     add_json(p)

@@ -82,6 +82,29 @@ def _import_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_bench(p: argparse.ArgumentParser) -> None:
+    from benchmarks.harness import BenchConfig
+
+    p.add_argument("artifacts", nargs="*", metavar="ARTIFACT",
+                   help="artifact folders, or folders searched for artifacts")
+    p.add_argument("--db", help="result store (default: $EDGEVID_DB, else ./edgevid.sqlite)")
+    p.add_argument("--runs", type=int, default=BenchConfig.runs, help="timed calls (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=BenchConfig.warmup, help="warm-up calls (default %(default)s)")
+    p.add_argument("--warmup-s", type=float, default=0.0, help="warm up for at least this many seconds too")
+    p.add_argument("--min-time", type=float, default=0.0, help="time calls for at least this many seconds too")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the CPUs this process may use)")
+    p.add_argument("--affinity", help="pin to these CPUs, e.g. 0-3 or 4,5")
+    p.add_argument("--isolate", action="store_true",
+                   help="measure each artifact in a fresh subprocess (per-artifact peak memory)")
+    p.add_argument("--runtime-device", help="runtime device: cpu/cuda/tensorrt (onnxruntime), CPU/GPU/NPU (openvino)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input clip (default 0)")
+    p.add_argument("--device", help="name of this device (default: the hostname); with --import, renames it")
+    p.add_argument("--import", dest="import_", metavar="RESULTS.json",
+                   help="load an on-device agent's results (python -m benchmarks.agent) into the store")
+    p.add_argument("--export", metavar="FILE.csv|FILE.json", help="write every stored measurement to CSV or JSON")
+    add_json(p)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from benchmarks.device import fingerprint
     from benchmarks.store import Store
@@ -103,6 +126,15 @@ def _sweep_text(d: dict[str, Any]) -> str:
                  f"{n['skipped']} skipped, {n['failed']} failed; {d['compiled']} compiled, {d['reused']} artifacts "
                  f"reused; store {d['db']}")
     return "\n".join(lines)
+
+
+def add_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, metavar="SWEEP.toml", help="grid: model, width, resolution, frames, "
+                   "precision, prune, target, threads lists (+ runs, warmup, out, ...); see benchmarks/sweep.py")
+    p.add_argument("--db", help="result store (default: $EDGEVID_DB, else ./edgevid.sqlite)")
+    p.add_argument("--device", help="name of this device (default: the sweep file's, else the hostname)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json(p)
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -174,49 +206,6 @@ def select_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.report import write_report
-    from benchmarks.store import Store
-
-    with Store(args.db, create=False) as store:
-        summary = write_report(store, args.out, args.metric, args.baseline)
-    emit(args, summary, lambda s: f"wrote {s['html']} ({s['bytes'] / 1e3:.0f} kB) and {s['markdown']}: "
-                                  f"{len(s['devices'])} device(s), {s['predicted']} predicted configuration(s)")
-    return 0
-
-
-def add_bench(p: argparse.ArgumentParser) -> None:
-    from benchmarks.harness import BenchConfig
-
-    p.add_argument("artifacts", nargs="*", metavar="ARTIFACT",
-                   help="artifact folders, or folders searched for artifacts")
-    p.add_argument("--db", help="result store (default: $EDGEVID_DB, else ./edgevid.sqlite)")
-    p.add_argument("--runs", type=int, default=BenchConfig.runs, help="timed calls (default %(default)s)")
-    p.add_argument("--warmup", type=int, default=BenchConfig.warmup, help="warm-up calls (default %(default)s)")
-    p.add_argument("--warmup-s", type=float, default=0.0, help="warm up for at least this many seconds too")
-    p.add_argument("--min-time", type=float, default=0.0, help="time calls for at least this many seconds too")
-    p.add_argument("--threads", type=int, help="runtime threads (default: the CPUs this process may use)")
-    p.add_argument("--affinity", help="pin to these CPUs, e.g. 0-3 or 4,5")
-    p.add_argument("--isolate", action="store_true",
-                   help="measure each artifact in a fresh subprocess (per-artifact peak memory)")
-    p.add_argument("--runtime-device", help="runtime device: cpu/cuda/tensorrt (onnxruntime), CPU/GPU/NPU (openvino)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random input clip (default 0)")
-    p.add_argument("--device", help="name of this device (default: the hostname); with --import, renames it")
-    p.add_argument("--import", dest="import_", metavar="RESULTS.json",
-                   help="load an on-device agent's results (python -m benchmarks.agent) into the store")
-    p.add_argument("--export", metavar="FILE.csv|FILE.json", help="write every stored measurement to CSV or JSON")
-    add_json(p)
-
-
-def add_sweep(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, metavar="SWEEP.toml", help="grid: model, width, resolution, frames, "
-                   "precision, prune, target, threads lists (+ runs, warmup, out, ...); see benchmarks/sweep.py")
-    p.add_argument("--db", help="result store (default: $EDGEVID_DB, else ./edgevid.sqlite)")
-    p.add_argument("--device", help="name of this device (default: the sweep file's, else the hostname)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_json(p)
-
-
 def add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="result store (default: $EDGEVID_DB, else ./edgevid.sqlite)")
     p.add_argument("--device", help="device name or id (default: the store's only device, else this machine)")
@@ -233,6 +222,17 @@ def add_select(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifacts", default="edgevid-artifacts",
                    help="where --validate compiles a predicted configuration (default %(default)s)")
     add_json(p)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks.report import write_report
+    from benchmarks.store import Store
+
+    with Store(args.db, create=False) as store:
+        summary = write_report(store, args.out, args.metric, args.baseline)
+    emit(args, summary, lambda s: f"wrote {s['html']} ({s['bytes'] / 1e3:.0f} kB) and {s['markdown']}: "
+                                  f"{len(s['devices'])} device(s), {s['predicted']} predicted configuration(s)")
+    return 0
 
 
 def add_report(p: argparse.ArgumentParser) -> None:
