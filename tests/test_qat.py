@@ -13,12 +13,14 @@ import pytest
 import torch
 import torch.nn as nn
 
+from calib_data.tensor import to_tensor
+from calib_data.transforms import MEAN, STD
 from edge.core.errors import BadInput
 from edge.export import export_onnx
-from edge.train import MEAN, STD, to_input
+from edge.qat import prepare
 from edge.core.variant import Variant
 from quant.pow2 import quantize
-from quant.qat import GraphNet, QatConfig, evaluate, finetune, int8_points, prepare, qat_graph
+from quant.qat import GraphNet, QatConfig, evaluate, finetune, int8_points, qat_graph
 from targets.lowering import lower
 from targets.opset import FPGA_OPSET
 
@@ -170,7 +172,7 @@ class Toy(nn.Module):
 
 
 def _toy_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 clips (n, 3, 2, 8, 8) (normalised as edge.train.to_input does) and labels (n,)."""
+    """uint8 clips (n, 3, 2, 8, 8) (normalised as calib_data.tensor.to_tensor does) and labels (n,)."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
     x = rng.standard_normal((n, *SHAPE[1:]))
@@ -193,8 +195,8 @@ def test_qat_recovers_what_ptq_loses_and_exports_for_the_fpga(tmp_path: Path) ->
     src = onnx.load(str(tmp_path / "toy.onnx"))
     train_x, train_y = _toy_data(256, 0)
     val_x, val_y = _toy_data(200, 1)
-    calib = [to_input(train_x[k:k + 1], torch.device("cpu")).numpy() for k in range(16)]
-    xv = to_input(val_x, torch.device("cpu")).numpy()
+    calib = [to_tensor(train_x[k:k + 1], torch.device("cpu")).numpy() for k in range(16)]
+    xv = to_tensor(val_x, torch.device("cpu")).numpy()
     with torch.no_grad():
         fp32 = _top1(model(torch.from_numpy(xv)).numpy(), val_y)
     lowered = lower(src, FPGA_OPSET, hard_activations=True)
@@ -230,7 +232,7 @@ def test_finetune_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     export_onnx(model, SHAPE, tmp_path / "toy.onnx")
     src = onnx.load(str(tmp_path / "toy.onnx"))
     x, y = _toy_data(64, 0)
-    calib = [to_input(x[k:k + 1], torch.device("cpu")).numpy() for k in range(4)]
+    calib = [to_tensor(x[k:k + 1], torch.device("cpu")).numpy() for k in range(4)]
     cfg = QatConfig(epochs=2, batch_size=16, lr=0.01)
     full = prepare(src, "fpga")
     finetune(full, x, y, calib, cfg, out=tmp_path / "a.pt")

@@ -195,7 +195,7 @@ def test_ddp_two_processes_end_with_identical_weights(data, tmp_path):
                           epochs=1, batch_size=4, lr=3e-3, calib_clips=4, widths=(0.25, 0.5), resolutions=(32,),
                           frames=(2,))
         model_holder = {{}}
-        import edge.train as t
+        import edge.train.loop as t
         build = t.build_model
         t.build_model = lambda *a: model_holder.setdefault("m", build(*a))
         r = train(cfg, progress=False)
