@@ -144,11 +144,13 @@ def add_prune(p: argparse.ArgumentParser) -> None:
 def cmd_qat(args: argparse.Namespace) -> int:
     import torch
 
-    from quant.qat import QatConfig, qat_job
+    from edge.qat import qat_job
+    from quant.qat import QatConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger("quant.qat").setLevel(logging.INFO)
+    logging.getLogger("edge.qat").setLevel(logging.INFO)
     cfg = QatConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, limit=args.limit)
     r = qat_job(args.model, args.target, args.data, args.out, ckpt=args.ckpt, width=args.width,
                 resolution=args.resolution, frames=args.frames, cfg=cfg, calib=args.calib,
