@@ -37,7 +37,7 @@ ARTIFACT_JSON = "artifact.json"
 FORMAT = "edgevid-artifact"
 VERSION = 1
 
-# What ``Target.compile`` takes: a torch module (exported by edge.export) or the path
+# What ``Target.compile`` takes: a torch module (exported by targets.export) or the path
 # of an ONNX file exported elsewhere (fixed input shape).
 ModelSource = Union["nn.Module", str, Path]
 

@@ -2,7 +2,7 @@
 ``.onnx``, refuse corrupt files and wrong shapes, and read the input/output specs.
 
 Shared by the targets that build from ONNX (onnxruntime, openvino, tensorrt).
-Imports neither torch nor a runtime at module level: ``edge.export`` (torch) is
+Imports neither torch nor a runtime at module level: ``targets.export`` (torch) is
 imported only when a module has to be exported.
 """
 from __future__ import annotations
@@ -79,7 +79,7 @@ def io_specs(proto: onnx.ModelProto, where: str | Path) -> tuple[TensorSpec, Ten
 def prepare_onnx(model: ModelSource, variant: "Variant", dest: str | Path) -> tuple[Path, dict[str, str]]:
     """Write the ONNX model to compile from to ``dest`` and return (path, notes).
 
-    model: an ``nn.Module`` (exported by ``edge.export.export_onnx`` at
+    model: an ``nn.Module`` (exported by ``targets.export.export_onnx`` at
     ``variant.input_shape`` = (1, 3, T, H, W)) or the path of an ONNX file, which is
     validated and copied; its input shape must equal ``variant.input_shape``.
     """
@@ -95,7 +95,7 @@ def prepare_onnx(model: ModelSource, variant: "Variant", dest: str | Path) -> tu
         if src.resolve() != dest.resolve():
             shutil.copyfile(src, dest)
         return dest, {"source": str(src), "exporter": "given"}
-    from edge.export import export_onnx  # torch: build side only
+    from targets.export import export_onnx  # torch: build side only
 
     res = export_onnx(model, variant.input_shape, dest)
     return res.path, {"source": type(model).__name__, "exporter": res.exporter, "opset": str(res.opset)}

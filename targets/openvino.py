@@ -2,7 +2,7 @@
 the model compiled for the build device (``model.<device>.blob``) so that a load
 on the same device and OpenVINO version skips compilation.
 
-Front end: ONNX.  ``compile`` exports the torch module with ``edge.export`` and
+Front end: ONNX.  ``compile`` exports the torch module with ``targets.export`` and
 reads the ONNX file with OpenVINO's ONNX front end (``core.read_model``, what
 ``ov.convert_model(path)`` does); the torch front end
 (``ov.convert_model(module, example_input=...)``) is not used.  Measured on

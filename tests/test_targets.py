@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from edge.cli import main
 from edge.compile import compile_variant
 from edge.core.errors import BadInput, GateFailed
-from edge.export import export_onnx
+from targets.export import export_onnx
 from edge.models import create_model
 from edge.models.common import Swish
 from edge.core.variant import Variant

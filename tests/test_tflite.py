@@ -20,7 +20,7 @@ import torch.nn as nn
 
 import pvref
 from edge.core.errors import BadInput
-from edge.export import export_onnx
+from targets.export import export_onnx
 from edge.models import create_model
 from edge.models.common import Swish
 from edge.core.variant import Variant
