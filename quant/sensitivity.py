@@ -186,7 +186,7 @@ def sensitivity(fp32_onnx: str | Path, clips: Sequence[np.ndarray], probe: Seque
     """Quantize ``fp32_onnx`` with this CPU's ORT recipe (``quant.ort``) calibrated on
     ``clips`` - or take the given ``qdq_onnx`` - and rank its nodes on the ``probe``
     clips (:func:`rank_layers`)."""
-    from targets.onnx_io import io_specs, load_onnx
+    from quant.onnx_io import io_specs, load_onnx
 
     if qdq_onnx is not None:
         return rank_layers(fp32_onnx, qdq_onnx, probe)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from quant.calib import METHODS, MIN_HELD_OUT_CLIPS, read_calib
-    from targets.onnx_io import io_specs, load_onnx
+    from quant.onnx_io import io_specs, load_onnx
 
     p = argparse.ArgumentParser(prog="python -m quant.sensitivity", description=__doc__.splitlines()[0])
     p.add_argument("model", help="fp32 ONNX model")

@@ -188,7 +188,7 @@ def check(model: onnx.ModelProto | str | Path, opset: OpSet) -> list[str]:
     """One reason per rejected node (``node 'NAME' (OP): rule; rule``) and per graph
     input/output with a dynamic shape; empty when ``model`` is inside ``opset``."""
     if not isinstance(model, onnx.ModelProto):
-        from targets.onnx_io import load_onnx
+        from quant.onnx_io import load_onnx
 
         model = load_onnx(model)
     ctx = _Context(model)

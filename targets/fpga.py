@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
+from quant.messages import first_line
 from targets.base import Artifact, ModelSource, check_clip
-from targets.common import check_artifact, first_line
+from targets.common import check_artifact
 from targets.opset import FPGA_OPSET
 from targets.registry import TargetOptions
 
@@ -91,10 +92,11 @@ class FpgaTarget:
         import onnx
         import onnxruntime as ort
 
+        from quant.onnx_io import io_specs, load_onnx
         from targets.checker import check
         from targets.lowering import lower
         from targets.lowering.fidelity import lowering_fidelity
-        from targets.onnx_io import io_specs, load_onnx, prepare_onnx
+        from targets.onnx_io import prepare_onnx
 
         if variant.precision not in PRECISIONS:
             raise BadInput(f"fpga: precision {variant.precision} is not supported (supported: "

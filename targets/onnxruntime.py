@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
+from quant.messages import first_line
 from targets.base import Artifact, ModelSource, check_clip
-from targets.common import check_artifact, first_line
+from targets.common import check_artifact
 from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,7 +133,7 @@ class OnnxRuntimeTarget:
         """Reasons ONNX Runtime refuses the model: a session is created on the CPU EP
         and a failure (unknown op, no kernel for a type, bad attribute) becomes the
         reason, naming the node when ONNX Runtime does."""
-        from targets.onnx_io import load_onnx
+        from quant.onnx_io import load_onnx
 
         load_onnx(onnx_path)
         try:
@@ -153,7 +154,8 @@ class OnnxRuntimeTarget:
         import onnx
         import onnxruntime as ort
 
-        from targets.onnx_io import io_specs, load_onnx, prepare_onnx
+        from quant.onnx_io import io_specs, load_onnx
+        from targets.onnx_io import prepare_onnx
 
         if variant.precision not in PRECISIONS:
             raise BadInput(f"onnxruntime: precision {variant.precision} is not supported yet "
@@ -208,9 +210,9 @@ def quantize_qdq(path: Path, spec_in: Any, calib: Iterable[np.ndarray] | None, t
     stay float, ``settings.calib_cache`` is reused or written.  Returns the recipe
     notes.  Shared with the tensorrt target."""
     from quant.calib import calib_clips, check_clips
+    from quant.onnx_io import load_onnx
     from quant.ort import ort_recipe, quantize_onnx
     from quant.settings import QuantSettings, resolve_exclude
-    from targets.onnx_io import load_onnx
 
     clips, method = calib_clips(calib)
     if not clips:

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
+from quant.messages import first_line
 from targets.base import Artifact, ModelSource, check_clip
-from targets.common import first_line
 from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -442,7 +442,7 @@ class TensorRtTarget:
 
     # ------------------------------------------------------------------ check
     def check(self, onnx_path: str | Path) -> list[str]:
-        from targets.onnx_io import load_onnx
+        from quant.onnx_io import load_onnx
 
         reasons = check_onnx(load_onnx(onnx_path))
         if not reasons and _has_module("tensorrt"):
@@ -455,7 +455,8 @@ class TensorRtTarget:
         """ONNX (always, checked) + engine (when a builder is here) in ``workdir``."""
         import onnx
 
-        from targets.onnx_io import io_specs, load_onnx, prepare_onnx
+        from quant.onnx_io import io_specs, load_onnx
+        from targets.onnx_io import prepare_onnx
 
         if variant.precision not in PRECISIONS:
             raise BadInput(f"tensorrt: precision {variant.precision} is not supported yet "

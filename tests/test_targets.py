@@ -22,7 +22,8 @@ from edge.models.common import Swish
 from edge.core.variant import Variant
 from helpers import distinct_models, randomize_bn
 from targets import tensorrt as trt_target
-from targets.base import ARTIFACT_JSON, Artifact, TensorSpec
+from quant.spec import TensorSpec
+from targets.base import ARTIFACT_JSON, Artifact
 from targets.registry import TARGETS, TargetOptions, get_target
 
 RUNTIME_TARGETS = ["onnxruntime", "openvino", "tensorrt"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import numpy as np
 
 from edge.core.errors import BadInput
-from targets.common import first_line
+from quant.messages import first_line
 from targets.tflite.runner import interpreter_module
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from edge.core.errors import BadInput
+from quant.messages import first_line
 from targets.base import Artifact, check_clip
-from targets.common import first_line
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from edge.core.errors import BadInput
-from targets.base import Artifact, ModelSource, TensorSpec
-from targets.common import check_artifact, first_line
+from quant.messages import first_line
+from quant.spec import TensorSpec
+from targets.base import Artifact, ModelSource
+from targets.common import check_artifact
 from targets.registry import TargetOptions
 from targets.tflite.convert import EXTRA_HINT, calibration, convert, fp16_weights, quantize_int8, version
 from targets.tflite.runner import FLATBUFFER_ID, TfliteRunner, interpreter_module
@@ -63,8 +65,8 @@ class TfliteTarget:
     def check(self, onnx_path: str | Path) -> list[str]:
         """What LiteRT/XNNPACK cannot take, knowable from an ONNX graph: 3D convolutions
         and pools (lowered by ``compile``), dynamic input shapes, custom-domain ops."""
+        from quant.onnx_io import load_onnx
         from targets.lowering.graph import attrs_of, infer, value_infos
-        from targets.onnx_io import load_onnx
 
         model = load_onnx(onnx_path)
         info = value_infos(infer(model))
