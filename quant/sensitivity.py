@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge.core.errors import BadInput
+from quant.ort_session import ort_session
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,8 @@ def _with_outputs(model: Any, names: Sequence[str], path: Path) -> Path:
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    """CPU session without graph optimisation (intermediate tensors as exported), no spinning."""
+    return ort_session(path, optimise=False)
 
 
 def rank_layers(fp32_onnx: str | Path, qdq_onnx: str | Path, clips: Sequence[np.ndarray]) -> list[LayerLoss]:

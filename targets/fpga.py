@@ -42,6 +42,7 @@ import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
 from quant.messages import first_line
+from quant.ort_session import ort_session
 from targets.base import Artifact, ModelSource, check_clip
 from targets.common import check_artifact
 from targets.opset import FPGA_OPSET
@@ -208,10 +209,5 @@ def _quantize(lowered: Any, clips: list[np.ndarray], method: str) -> tuple[Any, 
 
 
 def _session(model: str | Path, threads: int | None) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    """CPU session, ORT's default optimisation and spinning, ``threads`` intra-op threads."""
+    return ort_session(model, threads=threads, spin=True)

@@ -45,6 +45,7 @@ import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
 from quant.messages import first_line
+from quant.ort_session import ort_session
 from targets.base import Artifact, ModelSource, check_clip
 from targets.common import check_artifact
 from targets.registry import TargetOptions
@@ -117,16 +118,8 @@ class OnnxRuntimeTarget:
         return [p for p in _DEFAULT_ORDER if p in have]
 
     def _session(self, model: str | Path | bytes, providers: list[str] | None = None) -> Any:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # errors only; warnings go through the exception when fatal
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see the module docstring
-        if self.options.threads:
-            so.intra_op_num_threads = int(self.options.threads)
-        return ort.InferenceSession(str(model) if isinstance(model, Path) else model, so,
-                                    providers=providers or self.providers())
+        """Fully optimised, errors-only logging, no spinning (see the module docstring)."""
+        return ort_session(model, threads=self.options.threads, providers=providers or self.providers())
 
     # ------------------------------------------------------------------ check
     def check(self, onnx_path: str | Path) -> list[str]:
