@@ -4,13 +4,16 @@ the real graph inputs, read the single input / output as ``TensorSpec``.
 API: ``load_onnx(path) -> onnx.ModelProto`` (``onnx.load`` + ``onnx.checker``, any
 failure one ``BadInput`` naming the file), ``graph_inputs(proto) ->
 [ValueInfoProto]`` (initializers left out), ``io_specs(proto, where) ->
-(TensorSpec in, TensorSpec out)`` (static shapes, e.g. (1, 3, T, H, W) -> (1, classes)).
+(TensorSpec in, TensorSpec out)`` (static shapes, e.g. (1, 3, T, H, W) -> (1, classes)),
+``initializers(proto) -> {name: np.ndarray}`` (the graph's constant tables).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from edge.core.errors import BadInput
 from quant.messages import first_line
@@ -44,6 +47,11 @@ def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
     t = value.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
     return TensorSpec(value.name, dims, _DTYPES.get(t.elem_type, onnx.TensorProto.DataType.Name(t.elem_type)))
+
+
+def initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every initializer of the main graph as a numpy array, by name."""
+    return {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
 
 
 def graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

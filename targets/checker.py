@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
+from quant.onnx_io import initializers
 from targets.lowering.graph import ValueInfo, attrs_of, infer, value_infos
 from targets.opset import OpRule, OpSet
 
@@ -27,7 +27,7 @@ class _Context:
     def __init__(self, model: onnx.ModelProto) -> None:
         g = model.graph
         self.info: dict[str, ValueInfo] = value_infos(infer(model))
-        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.consts: dict[str, np.ndarray] = initializers(model)
         for n in g.node:
             if n.op_type == "Constant" and n.output:
                 a = attrs_of(n)

@@ -24,7 +24,9 @@ class _Graph:
     def __init__(self, proto: "onnx.ModelProto") -> None:
         from onnx import numpy_helper
 
-        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+        from quant.onnx_io import initializers
+
+        self.consts: dict[str, np.ndarray] = initializers(proto)
         for node in proto.graph.node:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 for a in node.attribute:
