@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge.core.errors import BadInput
+from quant.ort_session import ort_session
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,8 @@ def _with_outputs(model: Any, names: Sequence[str], path: Path) -> Path:
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    """CPU session without graph optimisation (intermediate tensors as exported), no spinning."""
+    return ort_session(path, optimise=False)
 
 
 def rank_layers(fp32_onnx: str | Path, qdq_onnx: str | Path, clips: Sequence[np.ndarray]) -> list[LayerLoss]:
@@ -186,7 +182,7 @@ def sensitivity(fp32_onnx: str | Path, clips: Sequence[np.ndarray], probe: Seque
     """Quantize ``fp32_onnx`` with this CPU's ORT recipe (``quant.ort``) calibrated on
     ``clips`` - or take the given ``qdq_onnx`` - and rank its nodes on the ``probe``
     clips (:func:`rank_layers`)."""
-    from targets.onnx_io import io_specs, load_onnx
+    from quant.onnx_io import io_specs, load_onnx
 
     if qdq_onnx is not None:
         return rank_layers(fp32_onnx, qdq_onnx, probe)
@@ -215,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from quant.calib import METHODS, MIN_HELD_OUT_CLIPS, read_calib
-    from targets.onnx_io import io_specs, load_onnx
+    from quant.onnx_io import io_specs, load_onnx
 
     p = argparse.ArgumentParser(prog="python -m quant.sensitivity", description=__doc__.splitlines()[0])
     p.add_argument("model", help="fp32 ONNX model")

@@ -27,6 +27,7 @@ import numpy as np
 
 from edge.core.errors import BadInput
 from edge.core.io import sha256_file
+from quant.spec import TensorSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -37,23 +38,9 @@ ARTIFACT_JSON = "artifact.json"
 FORMAT = "edgevid-artifact"
 VERSION = 1
 
-# What ``Target.compile`` takes: a torch module (exported by edge.export) or the path
+# What ``Target.compile`` takes: a torch module (exported by targets.export) or the path
 # of an ONNX file exported elsewhere (fixed input shape).
 ModelSource = Union["nn.Module", str, Path]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "TensorSpec":
-        return cls(str(d["name"]), tuple(int(x) for x in d["shape"]), str(d.get("dtype", "float32")))
 
 
 @dataclass(frozen=True)

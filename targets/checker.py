@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
+from quant.onnx_io import initializers
 from targets.lowering.graph import ValueInfo, attrs_of, infer, value_infos
 from targets.opset import OpRule, OpSet
 
@@ -27,7 +27,7 @@ class _Context:
     def __init__(self, model: onnx.ModelProto) -> None:
         g = model.graph
         self.info: dict[str, ValueInfo] = value_infos(infer(model))
-        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.consts: dict[str, np.ndarray] = initializers(model)
         for n in g.node:
             if n.op_type == "Constant" and n.output:
                 a = attrs_of(n)
@@ -188,7 +188,7 @@ def check(model: onnx.ModelProto | str | Path, opset: OpSet) -> list[str]:
     """One reason per rejected node (``node 'NAME' (OP): rule; rule``) and per graph
     input/output with a dynamic shape; empty when ``model`` is inside ``opset``."""
     if not isinstance(model, onnx.ModelProto):
-        from targets.onnx_io import load_onnx
+        from quant.onnx_io import load_onnx
 
         model = load_onnx(model)
     ctx = _Context(model)

@@ -41,8 +41,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
+from quant.messages import first_line
+from quant.ort_session import ort_session
 from targets.base import Artifact, ModelSource, check_clip
-from targets.common import check_artifact, first_line
+from targets.common import check_artifact
 from targets.opset import FPGA_OPSET
 from targets.registry import TargetOptions
 
@@ -91,10 +93,11 @@ class FpgaTarget:
         import onnx
         import onnxruntime as ort
 
+        from quant.onnx_io import io_specs, load_onnx
         from targets.checker import check
         from targets.lowering import lower
         from targets.lowering.fidelity import lowering_fidelity
-        from targets.onnx_io import io_specs, load_onnx, prepare_onnx
+        from targets.onnx_io import prepare_onnx
 
         if variant.precision not in PRECISIONS:
             raise BadInput(f"fpga: precision {variant.precision} is not supported (supported: "
@@ -206,10 +209,5 @@ def _quantize(lowered: Any, clips: list[np.ndarray], method: str) -> tuple[Any, 
 
 
 def _session(model: str | Path, threads: int | None) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    return ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    """CPU session, ORT's default optimisation and spinning, ``threads`` intra-op threads."""
+    return ort_session(model, threads=threads, spin=True)

@@ -1,8 +1,11 @@
 """The ONNX file a target compiles from: export a torch module or take a given
-``.onnx``, refuse corrupt files and wrong shapes, and read the input/output specs.
+``.onnx``, refuse corrupt files and wrong shapes (the readers are
+:mod:`quant.onnx_io`).
+
+API: ``prepare_onnx(model, variant, dest) -> (path, notes)``.
 
 Shared by the targets that build from ONNX (onnxruntime, openvino, tensorrt).
-Imports neither torch nor a runtime at module level: ``edge.export`` (torch) is
+Imports neither torch nor a runtime at module level: ``targets.export`` (torch) is
 imported only when a module has to be exported.
 """
 from __future__ import annotations
@@ -12,74 +15,20 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import onnx
-
 from edge.core.errors import BadInput
-from targets.base import ModelSource, TensorSpec
-from targets.common import first_line
+from quant.onnx_io import io_specs, load_onnx
+from targets.base import ModelSource
 
 if TYPE_CHECKING:  # pragma: no cover
     from edge.core.variant import Variant
 
 log = logging.getLogger(__name__)
 
-# ONNX element type -> numpy dtype name for the specs (float32 is what every runner takes).
-_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
-           onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT32: "int32",
-           onnx.TensorProto.INT64: "int64", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.BOOL: "bool"}
-
-
-def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """``onnx.load`` + ``onnx.checker`` with every failure as one ``BadInput`` line naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: ONNX file not found")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, others raise OSError/ValueError
-        raise BadInput(f"{path}: not a readable ONNX model, truncated or corrupt ({first_line(e)})") from None
-    if not proto.graph.node:
-        raise BadInput(f"{path}: not a readable ONNX model (empty graph; truncated or not ONNX)")
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as e:  # noqa: BLE001 - onnx.checker.ValidationError and friends
-        raise BadInput(f"{path}: invalid ONNX model ({first_line(e)})") from None
-    return proto
-
-
-def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
-    t = value.type.tensor_type
-    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-    return TensorSpec(value.name, dims, _DTYPES.get(t.elem_type, onnx.TensorProto.DataType.Name(t.elem_type)))
-
-
-def graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    """Real inputs (initializers listed as inputs by old exporters left out)."""
-    inits = {i.name for i in proto.graph.initializer}
-    return [v for v in proto.graph.input if v.name not in inits]
-
-
-def io_specs(proto: onnx.ModelProto, where: str | Path) -> tuple[TensorSpec, TensorSpec]:
-    """The single input and single output of the model, with static shapes.
-
-    Dynamic dimensions (``dim_param`` or 0) come back as -1 and are refused here:
-    every artifact is compiled for one clip shape.
-    """
-    inputs, outputs = graph_inputs(proto), list(proto.graph.output)
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise BadInput(f"{where}: expected one input and one output, got {len(inputs)} input(s) "
-                       f"({', '.join(v.name for v in inputs)}) and {len(outputs)} output(s)")
-    spec_in, spec_out = _spec(inputs[0]), _spec(outputs[0])
-    for spec in (spec_in, spec_out):
-        if any(d <= 0 for d in spec.shape):
-            raise BadInput(f"{where}: {spec.name!r} has a dynamic shape {spec.shape}; export with static shapes")
-    return spec_in, spec_out
-
 
 def prepare_onnx(model: ModelSource, variant: "Variant", dest: str | Path) -> tuple[Path, dict[str, str]]:
     """Write the ONNX model to compile from to ``dest`` and return (path, notes).
 
-    model: an ``nn.Module`` (exported by ``edge.export.export_onnx`` at
+    model: an ``nn.Module`` (exported by ``targets.export.export_onnx`` at
     ``variant.input_shape`` = (1, 3, T, H, W)) or the path of an ONNX file, which is
     validated and copied; its input shape must equal ``variant.input_shape``.
     """
@@ -95,7 +44,7 @@ def prepare_onnx(model: ModelSource, variant: "Variant", dest: str | Path) -> tu
         if src.resolve() != dest.resolve():
             shutil.copyfile(src, dest)
         return dest, {"source": str(src), "exporter": "given"}
-    from edge.export import export_onnx  # torch: build side only
+    from targets.export import export_onnx  # torch: build side only
 
     res = export_onnx(model, variant.input_shape, dest)
     return res.path, {"source": type(model).__name__, "exporter": res.exporter, "opset": str(res.opset)}

@@ -44,8 +44,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
+from quant.messages import first_line
+from quant.ort_session import ort_session
 from targets.base import Artifact, ModelSource, check_clip
-from targets.common import check_artifact, first_line
+from targets.common import check_artifact
 from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,23 +118,15 @@ class OnnxRuntimeTarget:
         return [p for p in _DEFAULT_ORDER if p in have]
 
     def _session(self, model: str | Path | bytes, providers: list[str] | None = None) -> Any:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # errors only; warnings go through the exception when fatal
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see the module docstring
-        if self.options.threads:
-            so.intra_op_num_threads = int(self.options.threads)
-        return ort.InferenceSession(str(model) if isinstance(model, Path) else model, so,
-                                    providers=providers or self.providers())
+        """Fully optimised, errors-only logging, no spinning (see the module docstring)."""
+        return ort_session(model, threads=self.options.threads, providers=providers or self.providers())
 
     # ------------------------------------------------------------------ check
     def check(self, onnx_path: str | Path) -> list[str]:
         """Reasons ONNX Runtime refuses the model: a session is created on the CPU EP
         and a failure (unknown op, no kernel for a type, bad attribute) becomes the
         reason, naming the node when ONNX Runtime does."""
-        from targets.onnx_io import load_onnx
+        from quant.onnx_io import load_onnx
 
         load_onnx(onnx_path)
         try:
@@ -153,7 +147,8 @@ class OnnxRuntimeTarget:
         import onnx
         import onnxruntime as ort
 
-        from targets.onnx_io import io_specs, load_onnx, prepare_onnx
+        from quant.onnx_io import io_specs, load_onnx
+        from targets.onnx_io import prepare_onnx
 
         if variant.precision not in PRECISIONS:
             raise BadInput(f"onnxruntime: precision {variant.precision} is not supported yet "
@@ -208,9 +203,9 @@ def quantize_qdq(path: Path, spec_in: Any, calib: Iterable[np.ndarray] | None, t
     stay float, ``settings.calib_cache`` is reused or written.  Returns the recipe
     notes.  Shared with the tensorrt target."""
     from quant.calib import calib_clips, check_clips
+    from quant.onnx_io import load_onnx
     from quant.ort import ort_recipe, quantize_onnx
     from quant.settings import QuantSettings, resolve_exclude
-    from targets.onnx_io import load_onnx
 
     clips, method = calib_clips(calib)
     if not clips:

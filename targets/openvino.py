@@ -2,7 +2,7 @@
 the model compiled for the build device (``model.<device>.blob``) so that a load
 on the same device and OpenVINO version skips compilation.
 
-Front end: ONNX.  ``compile`` exports the torch module with ``edge.export`` and
+Front end: ONNX.  ``compile`` exports the torch module with ``targets.export`` and
 reads the ONNX file with OpenVINO's ONNX front end (``core.read_model``, what
 ``ov.convert_model(path)`` does); the torch front end
 (``ov.convert_model(module, example_input=...)``) is not used.  Measured on
@@ -54,8 +54,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from edge.core.errors import BadInput, GateFailed
+from quant.messages import first_line
 from targets.base import Artifact, ModelSource, check_clip
-from targets.common import check_artifact, first_line
+from targets.common import check_artifact
 from targets.registry import TargetOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,7 +139,7 @@ class OpenVinoTarget:
         (``core.query_model``), each named with its type."""
         import openvino as ov
 
-        from targets.onnx_io import load_onnx
+        from quant.onnx_io import load_onnx
 
         load_onnx(onnx_path)
         core = ov.Core()
@@ -156,7 +157,8 @@ class OpenVinoTarget:
         """
         import openvino as ov
 
-        from targets.onnx_io import io_specs, load_onnx, prepare_onnx
+        from quant.onnx_io import io_specs, load_onnx
+        from targets.onnx_io import prepare_onnx
 
         if variant.precision not in PRECISIONS:
             raise BadInput(f"openvino: precision {variant.precision} is not supported yet "
@@ -255,9 +257,9 @@ def _quantize(model: Any, spec_in: Any, calib: Iterable[np.ndarray] | None, onnx
     ``settings``: preset, subset size, and the ONNX nodes (names / op types /
     "depthwise", resolved on ``onnx_path``) kept float via ``ignored_scope``."""
     from quant.calib import calib_clips, check_clips
+    from quant.onnx_io import load_onnx
     from quant.openvino import NncfQuant, ov_names, quantize_ov
     from quant.settings import QuantSettings, resolve_exclude
-    from targets.onnx_io import load_onnx
 
     clips, method = calib_clips(calib)
     if not clips:

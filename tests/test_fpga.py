@@ -18,7 +18,7 @@ import pvref
 from helpers import distinct_models
 from edge.cli import main
 from edge.core.errors import BadInput, GateFailed
-from edge.export import export_onnx
+from targets.export import export_onnx
 from edge.models import MODELS, create_model
 from edge.models.common import Swish
 from edge.core.variant import Variant

@@ -16,13 +16,14 @@ from onnx import TensorProto, helper
 from edge.cli import main
 from edge.compile import compile_variant
 from edge.core.errors import BadInput, GateFailed
-from edge.export import export_onnx
+from targets.export import export_onnx
 from edge.models import create_model
 from edge.models.common import Swish
 from edge.core.variant import Variant
 from helpers import distinct_models, randomize_bn
 from targets import tensorrt as trt_target
-from targets.base import ARTIFACT_JSON, Artifact, TensorSpec
+from quant.spec import TensorSpec
+from targets.base import ARTIFACT_JSON, Artifact
 from targets.registry import TARGETS, TargetOptions, get_target
 
 RUNTIME_TARGETS = ["onnxruntime", "openvino", "tensorrt"]

@@ -1,5 +1,5 @@
 """The tflite (LiteRT) target and the exact Conv3d -> Conv2d lowering it compiles
-through (edge.lower2d): lowering exactness on randomised 3D modules, a toy net,
+through (targets.tflite.lower2d): lowering exactness on randomised 3D modules, a toy net,
 every registered model and PyTorchVideo's X3D; compile + load + run parity with
 PyTorch; artifact integrity; bad input.
 
@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,13 +20,16 @@ import torch.nn as nn
 
 import pvref
 from edge.core.errors import BadInput
-from edge.export import export_onnx
-from edge.lower2d import TemporalConv2d, fold_batchnorm, has_3d, to_2d, to_frames_first
+from targets.export import export_onnx
 from edge.models import create_model
 from edge.models.common import Swish
 from edge.core.variant import Variant
 from helpers import distinct_models, randomize_bn
 from targets import tflite
+from targets.tflite import target as tflite_target
+from targets.tflite.fold import fold_batchnorm
+from targets.tflite.lower2d import has_3d, to_2d, to_frames_first
+from targets.tflite.temporal import TemporalConv2d
 from edge.core.io import sha256_file
 from targets.base import ARTIFACT_JSON, Artifact
 from targets.registry import TargetOptions, get_target
@@ -233,7 +237,7 @@ def test_pytorchvideo_x3d_lowers_exactly_without_a_family_hook():
 def test_available_and_reason_agree():
     t = target()
     assert t.available() == (t.unavailable_reason() == "")
-    assert t.available() == (tflite._interpreter_module() is not None)
+    assert t.available() == (tflite.interpreter_module() is not None)
 
 
 def test_check_lists_each_3d_conv_and_pool_of_an_x3d_onnx(toy, tmp_path):
@@ -326,7 +330,7 @@ def test_runner_imports_no_torch(toy, toy_artifact, tmp_path):
         runner = get_target("tflite", TargetOptions(threads=1)).load(Artifact.read({str(toy_artifact.path)!r}))
         np.save({str(tmp_path / "out.npy")!r}, runner(np.load({str(tmp_path / "clip.npy")!r})))
     """)
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(tflite.Path(tflite.__file__).parents[1]))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(__file__).resolve().parents[1]))
     assert np.abs(np.load(tmp_path / "out.npy") - toy[2]).max() < MAX_ABS
 
 
@@ -334,7 +338,7 @@ def test_runner_imports_no_torch(toy, toy_artifact, tmp_path):
 def test_fp16_weights_stay_close(toy, toy_artifact, tmp_path):
     art = runtime().compile(toy[0], TOY_VARIANT.with_(precision="fp16"), tmp_path / "art16")
     assert art.precision == "fp16" and "float16" in art.notes["fp16"]
-    interp = tflite._interpreter_module().Interpreter(model_path=str(art.model_path))
+    interp = tflite.interpreter_module().Interpreter(model_path=str(art.model_path))
     n_conv = sum(isinstance(m, (nn.Conv3d, nn.Linear)) for m in toy[0].modules())
     # every conv/FC weight stored in float16 (the 3-tap convs have one weight per tap)
     assert sum(d["dtype"] == np.float16 for d in interp.get_tensor_details()) >= n_conv
@@ -400,7 +404,7 @@ def test_non_finite_clip_refused(value, toy, toy_artifact):
 
 
 def test_load_without_an_interpreter_says_what_to_install(toy_artifact, monkeypatch):
-    monkeypatch.setattr(tflite, "_interpreter_module", lambda: None)
+    monkeypatch.setattr(tflite_target, "interpreter_module", lambda: None)
     t = target()
     assert not t.available() and "ai-edge-litert" in t.unavailable_reason()
     with pytest.raises(BadInput, match="ai-edge-litert"):

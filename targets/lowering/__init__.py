@@ -40,7 +40,7 @@ from targets.lowering.cleanup import (global_pools, name_nodes, reduce_to_pool, 
                                       squeeze_to_reshape)
 from targets.lowering.graph import Graph
 from targets.lowering.groups import split_grouped_convs
-from targets.lowering.layout import lower_rank5
+from targets.lowering.layout_ops import lower_rank5
 from targets.opset import OpSet
 
 log = logging.getLogger(__name__)

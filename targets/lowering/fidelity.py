@@ -6,15 +6,14 @@ from typing import Any, Iterable
 import numpy as np
 import onnx
 
+from quant.ort_session import ort_session
+
 DEFAULT_CLIPS = 2
 
 
 def _session(model: onnx.ModelProto) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    """CPU session with ORT's default options (graph optimisation on, spinning on)."""
+    return ort_session(model, spin=True)
 
 
 def lowering_fidelity(source: onnx.ModelProto, lowered: onnx.ModelProto,

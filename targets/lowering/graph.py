@@ -18,6 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edge.core.errors import BadInput
+from quant.onnx_io import initializers
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class Graph:
         self.model = model
         self.opset = opset_version(model)
         g = model.graph
-        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.consts: dict[str, np.ndarray] = initializers(model)
         nodes = []
         for n in g.node:  # Constant nodes become constants
             if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
