@@ -22,7 +22,7 @@ drops negative coefficients.
 
 Where the features come from, per variant (cached in the store's ``features``
 table): the ``model.onnx`` of a stored fp32 artifact of the variant whose hash
-still verifies, else an export of the untrained model (``edge.export``, torch)
+still verifies, else an export of the untrained model (``targets.export``, torch)
 into a temporary folder.  The graph (not the weights) decides the features, so
 an untrained export is exact.
 
@@ -209,7 +209,7 @@ def _stored_onnx(store: Store, tag: str) -> Path | None:
 
 
 def _export_features(tag: str) -> GraphFeatures:
-    from edge.export import export_onnx  # torch: only when no stored ONNX has the graph
+    from targets.export import export_onnx  # torch: only when no stored ONNX has the graph
     from edge.models import create_model
 
     v = Variant.from_tag(tag)

@@ -150,7 +150,7 @@ def cached_export(model: torch.nn.Module, variant: Variant, ckpt: str | Path, ca
     reuses a stale export; files appear whole (write, then rename).  Beside it,
     ``KEY.check.npy``: PyTorch's logits on the parity-check clip, so that later
     artifacts of this configuration are checked against PyTorch without running it."""
-    from edge.export import export_onnx
+    from targets.export import export_onnx
     from edge.core.io import sha256_file
 
     fp32 = Variant(variant.model, variant.width, variant.resolution, variant.frames, "fp32", variant.prune)

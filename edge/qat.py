@@ -21,7 +21,7 @@ import torch
 
 from edge.compile import build_from_checkpoint
 from edge.core.errors import BadInput
-from edge.export import export_onnx
+from targets.export import export_onnx
 from edge.models import create_model
 from edge.models.registry import variant as zoo_variant
 from edge.train import build_cache

@@ -12,7 +12,8 @@ from onnx import TensorProto, helper, numpy_helper, save_model
 
 from benchmarks.device import DeviceInfo, stable_id
 from benchmarks.record import LatencyRecord, Memory, Stats, artifact_digest
-from targets.base import Artifact, TensorSpec
+from quant.spec import TensorSpec
+from targets.base import Artifact
 from targets.registry import TARGETS, get_target
 
 TINY_VARIANT = "x3d_xs-w1.0-r8-f2-fp32-p0.0"

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edge.export import export_onnx
+from targets.export import export_onnx
 from edge.flops import complexity
 from edge.models import MODELS, create_model
 from edge.models.convnet2d import TemporalConv, TemporalShift, frames_to_batch, shift_frames

@@ -219,7 +219,7 @@ def _quantized(name: str, tmp: Path) -> tuple[Path, list[np.ndarray]]:
     """Lowered (hard activations) + pow2-quantized zoo model at 4 x 64 x 64 with a 10-class head, and 60
     held-out clips (24 shipped clips not used for calibration + 36 N(0, 1) clips)."""
     import calib_data
-    from edge.export import export_onnx
+    from targets.export import export_onnx
     from edge.models import create_model
     from edge.core.variant import Variant
     from quant.pow2 import quantize

@@ -5,7 +5,7 @@ import onnx
 import pytest
 import torch
 
-from edge.export import INPUT_NAME, export_onnx
+from targets.export import INPUT_NAME, export_onnx
 from edge.flops import complexity
 from edge.models import MODELS, create_model
 from edge.core.variant import Variant

@@ -63,7 +63,7 @@ class Tiny(nn.Module):
 
 @pytest.fixture(scope="module")
 def tiny_lowered(tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
-    from edge.export import export_onnx
+    from targets.export import export_onnx
     from targets.lowering import lower
 
     torch.manual_seed(0)

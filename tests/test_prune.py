@@ -56,7 +56,7 @@ CASES = [(n, r) for n in MODELS for r in (0.3, 0.5)]
 def test_pruned_model_hits_flops_exports_and_matches_onnxruntime(name, ratio, tmp_path):
     import onnxruntime as ort
 
-    from edge.export import export_onnx
+    from targets.export import export_onnx
 
     v = small(name)
     model = randomize_bn(create_model(v, num_classes=10), v.input_shape)

@@ -16,7 +16,7 @@ import torch.nn as nn
 from calib_data.tensor import to_tensor
 from calib_data.transforms import MEAN, STD
 from edge.core.errors import BadInput
-from edge.export import export_onnx
+from targets.export import export_onnx
 from edge.qat import prepare
 from edge.core.variant import Variant
 from quant.pow2 import quantize

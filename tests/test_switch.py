@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper, save_model
 from edge.cli import main
 from edge.core.errors import BadInput
 from edge.switch import Candidate, SwitchConfig, SwitchPolicy, pareto_ladder
-from targets.base import Artifact, TensorSpec
+from quant.spec import TensorSpec
+from targets.base import Artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 VIDEO = ROOT / "calib_data" / "shipped" / "real" / "bikes.mp4"

@@ -52,7 +52,7 @@ def bench_model(name: str, frames: int | None, resolution: int | None, clips: in
     import onnx
 
     import calib_data
-    from edge.export import export_onnx
+    from targets.export import export_onnx
     from edge.models import create_model
     from edge.models.registry import variant as zoo_variant
     from quant.fidelity import fidelity

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.variant import Variant
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edge.prune import prune_job
-    from edge.core.variant import Variant
     from edge.models.registry import variant as zoo_variant
 
     work = Path(args.out or tempfile.mkdtemp(prefix="prune_bench."))
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def latency_p50(base: "Variant", ckpts: dict[float, Path | None], targets: list[str], threads: int, rounds: int,
+def latency_p50(base: Variant, ckpts: dict[float, Path | None], targets: list[str], threads: int, rounds: int,
                 warmup: int, work: Path) -> dict[tuple[str, float], float]:
     """p50 latency (ms) of ``base`` pruned at each ratio of ``ckpts`` (checkpoint from
     ``edgevid prune``; None: unpruned, untrained weights) on each target.

@@ -57,11 +57,11 @@ def _ort(model: onnx.ModelProto | str | Path) -> Any:
 
 
 def _logits(run: Any, clips_u8: np.ndarray) -> np.ndarray:
-    from edge.train import to_input
+    from calib_data.tensor import to_tensor
 
     out = []
     for k in range(len(clips_u8)):
-        x = to_input(clips_u8[k:k + 1], torch.device("cpu")).numpy()
+        x = to_tensor(clips_u8[k:k + 1]).numpy()
         out.append(np.asarray(run(x)).reshape(-1))
     return np.stack(out)
 
@@ -76,11 +76,13 @@ def _top1(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge.export import export_onnx
+    from targets.export import export_onnx
     from edge.models.slim import SlimConfig, load_slim, materialize
-    from edge.train import build_cache, to_input
+    from calib_data.tensor import to_tensor
+    from edge.qat import prepare
+    from edge.train import build_cache
     from quant.pow2 import quantize
-    from quant.qat import QatConfig, finetune, prepare
+    from quant.qat import QatConfig, finetune
     from targets.lowering import lower
     from targets.opset import FPGA_OPSET
 
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     train = build_cache(args.train, f, r, cache_dir / "train")
     val = build_cache(args.val, f, r, cache_dir / "val")
     step = max(1, len(train.labels) // args.calib_clips)
-    calib = [to_input(train.clips[k:k + 1], torch.device("cpu")).numpy()
+    calib = [to_tensor(train.clips[k:k + 1]).numpy()
              for k in range(0, step * args.calib_clips, step)]
     src_path = out / "source.onnx"
     export_onnx(model, variant.input_shape, src_path)
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         ptq_dev.calibrate(calib)
         ptq_dev.eval()
         with torch.no_grad():
-            lg = np.concatenate([ptq_dev(to_input(val.clips[s:s + 16], torch.device("cpu"))).numpy()
+            lg = np.concatenate([ptq_dev(to_tensor(val.clips[s:s + 16])).numpy()
                                  for s in range(0, len(val.labels), 16)])
         base["ptq_fpga_device"] = _top1(lg, val.labels)
         base_file.write_text(json.dumps(base, indent=1))
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                    val=(val.clips, val.labels) if args.val_every_epoch else None)
     net.eval()
     with torch.no_grad():
-        lg_torch = np.concatenate([net(to_input(val.clips[s:s + 16], torch.device("cpu"))).numpy()
+        lg_torch = np.concatenate([net(to_tensor(val.clips[s:s + 16])).numpy()
                                    for s in range(0, len(val.labels), 16)])
     qat_torch = _top1(lg_torch, val.labels)
     qat_onnx = out / "qat_model.onnx"

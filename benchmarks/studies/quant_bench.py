@@ -90,7 +90,7 @@ def _ort_default(onnx_path: Path, variant: Variant, out: Path, calib) -> Artifac
     """The plain tool's int8: ``quantize_static(model, out, reader)`` with every default."""
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
-    from targets.onnx_io import io_specs, load_onnx
+    from quant.onnx_io import io_specs, load_onnx
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -109,7 +109,7 @@ def _ort_default(onnx_path: Path, variant: Variant, out: Path, calib) -> Artifac
 
 
 def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str, object]]:
-    from edge.export import export_onnx
+    from targets.export import export_onnx
     from quant.mixed import compile_mixed
 
     model, base, weights = load(name)

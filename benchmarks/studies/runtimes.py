@@ -10,7 +10,7 @@ Candidates (each skipped with its reason when its runtime is absent):
 * openvino (ONNX FE) - the ``openvino`` target's artifact (IR from the ONNX file);
 * openvino (torch FE) - ``ov.convert_model(module, example_input=clip)`` compiled
   with the same configuration as the target;
-* tflite (lowered) - the ``tflite`` target's artifact, when ``targets/tflite.py``
+* tflite (lowered) - the ``tflite`` target's artifact, when ``targets/tflite/``
   exists and its runtime is installed.
 
 Method: every candidate is built once from the same seeded weights (random BN
@@ -137,7 +137,7 @@ def candidates(name: str, threads: int, workdir: Path,
                only: list[str]) -> tuple[list[Candidate], list[str], np.ndarray]:
     """The candidates for model ``name`` at its default input (torch eager first, then
     those matching a pattern of ``only``), the skip reasons, and the clip."""
-    from edge.export import export_onnx
+    from targets.export import export_onnx
 
     variant = zoo_variant(name)
     torch.manual_seed(0)

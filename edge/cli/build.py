@@ -232,7 +232,7 @@ def cmd_lower(args: argparse.Namespace) -> int:
     from targets.checker import check
     from targets.lowering import lower
     from targets.lowering.fidelity import lowering_fidelity
-    from targets.onnx_io import load_onnx
+    from quant.onnx_io import load_onnx
     from targets.opset import OPSETS
     from targets.registry import TARGETS
 
