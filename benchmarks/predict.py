@@ -22,12 +22,12 @@ drops negative coefficients.
 
 Where the features come from, per variant (cached in the store's ``features``
 table): the ``model.onnx`` of a stored fp32 artifact of the variant whose hash
-still verifies, else an export of the untrained model (``targets.export``, torch)
+still verifies, else the caller's ``export`` of the untrained model (``edge.untrained``, torch)
 into a temporary folder.  The graph (not the weights) decides the features, so
 an untrained export is exact.
 
 Training data: every configuration measured on the device, its measurements
-pooled (``benchmarks.select.configurations``: all raw samples of its newest
+pooled (``benchmarks.configs.configurations``: all raw samples of its newest
 artifact, e.g. the rounds of a sweep).
 
 Held-out accuracy: ``cross_validate`` (k-fold) reports the share of held-out
@@ -41,12 +41,12 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from benchmarks.features import OP_CLASSES, VERSION, GraphFeatures, onnx_file_features
-from benchmarks.select import Config, configurations
+from benchmarks.configs import Config, configurations
 from benchmarks.store import DeviceRow, Store
 from edge.core.errors import BadInput
 from edge.core.variant import Variant
@@ -208,19 +208,22 @@ def _stored_onnx(store: Store, tag: str) -> Path | None:
     return None
 
 
-def _export_features(tag: str) -> GraphFeatures:
-    from targets.export import export_onnx  # torch: only when no stored ONNX has the graph
-    from edge.models import create_model
+Exporter = Callable[[str, Path], Path]
+"""(variant tag, folder) -> the ONNX file of that variant's fp32 graph written into the folder
+(the edge layer's ``edge.untrained.untrained_onnx``)."""
 
-    v = Variant.from_tag(tag)
+
+def _export_features(tag: str, export: Exporter | None) -> GraphFeatures:
+    if export is None:
+        raise BadInput(f"no stored fp32 ONNX artifact of {tag} to read its graph features from, and no exporter "
+                       f"given (edge.untrained.untrained_onnx)")
     with tempfile.TemporaryDirectory(prefix="edgevid-features-") as tmp:
-        res = export_onnx(create_model(v).eval(), v.input_shape, Path(tmp) / "model.onnx")
-        return onnx_file_features(res.path)
+        return onnx_file_features(export(tag, Path(tmp)))
 
 
-def variant_features(store: Store, tag: str) -> GraphFeatures:
+def variant_features(store: Store, tag: str, export: Exporter | None = None) -> GraphFeatures:
     """Graph features of a variant tag (its fp32 graph), from the store's cache, a stored
-    fp32 ONNX artifact, or an export (see the module docstring); cached in the store."""
+    fp32 ONNX artifact, or ``export`` (see the module docstring); cached in the store."""
     key = fp32_tag(tag)
     cached = store.features(VERSION).get(key)
     if cached is not None:
@@ -230,7 +233,7 @@ def variant_features(store: Store, tag: str) -> GraphFeatures:
         f, source = onnx_file_features(onnx_path), str(onnx_path)
     else:
         log.info("exporting %s to read its graph features", key)
-        f, source = _export_features(key), "export"
+        f, source = _export_features(key, export), "export"
     store.put_features(key, VERSION, f.to_json(), source)
     return f
 
@@ -297,10 +300,11 @@ def known_variants(store: Store) -> list[str]:
 
 
 def predict_missing(store: Store, device: DeviceRow, variants: Sequence[str] | None = None,
-                    write: bool = True) -> list[Prediction]:
+                    write: bool = True, export: Exporter | None = None) -> list[Prediction]:
     """Predict, for every (target, precision, threads) group measured on ``device`` with at
     least ``MIN_TRAIN`` configurations, the variants of that precision (``variants``, default
-    ``known_variants``) not measured in it; stored as predictions when ``write``."""
+    ``known_variants``) not measured in it; stored as predictions when ``write``.  ``export``:
+    see :func:`variant_features`."""
     candidates = list(variants) if variants is not None else known_variants(store)
     out: list[Prediction] = []
     for (target, precision, threads), train in sorted(training_set(configurations(store, device)).items()):
@@ -312,11 +316,11 @@ def predict_missing(store: Store, device: DeviceRow, variants: Sequence[str] | N
             log.warning("%s %s %s threads %d: %d measured configuration(s), fewer than %d: not predicting %d",
                         device.name, target, precision, threads, len(train), MIN_TRAIN, len(wanted))
             continue
-        model = fit([variant_features(store, m.variant) for m in train], [figures_of(m) for m in train])
+        model = fit([variant_features(store, m.variant, export) for m in train], [figures_of(m) for m in train])
         group = Group(device, target, precision, threads)
         how = {**model.describe(), "trained_on": sorted(measured)}
         for v in wanted:
-            figs = model.predict(variant_features(store, v))
+            figs = model.predict(variant_features(store, v, export))
             pred = Prediction(group, v, figs, how)
             if write:
                 store.add_prediction(device, target, v, threads, {k: figs[k] for k in STATS if k in figs},

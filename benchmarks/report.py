@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.select import Config, configurations, pareto_front, rank, resolve_metric, Budget
+from benchmarks.configs import Config, configurations, resolve_metric
+from benchmarks.select import Budget, pareto_front, rank
 from benchmarks.store import DeviceRow, Store
 from edge.core.errors import BadInput
 

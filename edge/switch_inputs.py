@@ -5,7 +5,7 @@
    build, absent runtime) are skipped with a warning; they must agree on the
    classes (output size, and ``notes["labels"]``/``notes["classes"]`` when given);
 2. latency (p90 ms) per artifact: the result store's pooled measurements of the
-   same target/variant on this device (``benchmarks.select.configurations``,
+   same target/variant on this device (``benchmarks.configs.configurations``,
    preferring the same thread count and artifact), else a short measurement now
    with ``benchmarks.harness`` (``measure_runs`` calls);
 3. accuracy per artifact: ``notes["accuracy"]`` (a top-1 fraction, or a dict
@@ -200,7 +200,7 @@ def stored_figures(arts: Sequence[Artifact], db: str | Path | None, device: str 
     ``db`` None: the default store when it exists.  A store without measurements of
     this device gives nothing (``device`` named explicitly: ``BadInput``)."""
     from benchmarks.record import artifact_digest
-    from benchmarks.select import configurations, resolve_device
+    from benchmarks.configs import configurations, resolve_device
     from benchmarks.store import Store, default_path
 
     if db is None and not default_path().is_file():

@@ -219,9 +219,11 @@ def test_features_of_an_unmeasured_variant_come_from_an_export(tmp_path):
     from edge.flops import complexity
     from edge.models import create_model
 
+    from edge.untrained import untrained_onnx
+
     v = Variant("x3d_xs", 0.25, 32, 2)
     with Store(tmp_path / "r.sqlite") as s:
-        f = predict.variant_features(s, v.tag)
+        f = predict.variant_features(s, v.tag, export=untrained_onnx)
     conv_macs = sum(f.macs[c] for c in ("conv3d_dense", "conv3d_depthwise", "pointwise", "matmul"))
     macs = complexity(create_model(v).eval(), v.input_shape).macs
     assert conv_macs == pytest.approx(macs, rel=0.01)  # the multiply-adds torch's flop counter counts

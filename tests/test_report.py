@@ -13,7 +13,7 @@ import pytest
 
 from bench_helpers import device, record
 from benchmarks.report import speedups
-from benchmarks.select import configurations
+from benchmarks.configs import configurations
 from benchmarks.store import Store
 from edge.cli import main
 from edge.core.variant import Variant

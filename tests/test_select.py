@@ -9,7 +9,8 @@ import pytest
 from bench_helpers import device, record, tiny_artifact
 from benchmarks.device import fingerprint
 from benchmarks.record import Memory
-from benchmarks.select import Budget, configurations, select
+from benchmarks.configs import configurations
+from benchmarks.select import Budget, select
 from benchmarks.store import Store
 from edge.cli import main
 from edge.core.errors import BadInput

@@ -231,7 +231,7 @@ def test_run_sweep_library_call_counts(tmp_path):
 
 
 def test_rounds_measure_each_configuration_several_times_and_top_up(tmp_path):
-    from benchmarks.select import configurations
+    from benchmarks.configs import configurations
 
     v = Variant.from_tag(TINY_VARIANT)
     text = ('model = "x3d_xs"\nwidth = [1.0, 0.5]\nresolution = 8\nframes = 2\nthreads = 1\nruns = 2\n'

@@ -124,7 +124,8 @@ def measure_cpu_time(store, config, device_name: str, runs: int, rounds: int, pr
 def evaluate(store, device_name: str, threads: int, folds: int, stat: str, seed: int) -> dict:
     """Steps 3 and 4 on one store."""
     from benchmarks.predict import WITHIN, cross_validate, figures_of, training_set, variant_features
-    from benchmarks.select import configurations
+    from edge.untrained import untrained_onnx
+    from benchmarks.configs import configurations
 
     dev = store.find_device(device_name)
     report: dict = {"db": str(store.path), "device": dev.name, "stat": stat, "folds": folds, "tolerance": WITHIN,
@@ -133,7 +134,7 @@ def evaluate(store, device_name: str, threads: int, folds: int, stat: str, seed:
     for (target, precision, n_threads), rows in sorted(training_set(configurations(store, dev)).items()):
         if n_threads != threads or len(rows) < 2 * folds:
             continue
-        feats = [variant_features(store, m.variant) for m in rows]
+        feats = [variant_features(store, m.variant, untrained_onnx) for m in rows]
         cv = cross_validate(feats, [figures_of(m) for m in rows], [m.variant for m in rows], folds, stat, seed)
         err = np.abs(cv.rel_errors)
         all_err += err.tolist()

@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.core.variant import Variant
 
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="x3d_xs")

@@ -138,12 +138,14 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from benchmarks.select import Budget, select, validate
+    from benchmarks.select import Budget, select
     from benchmarks.store import Store
+    from edge.untrained import untrained_onnx
+    from edge.validate import validate
 
     budget = Budget(args.latency_ms, args.stat, args.memory_mb, args.min_accuracy)
     with Store(args.db, create=False) as store:
-        sel = select(store, budget, args.device, args.metric, predict=args.predict)
+        sel = select(store, budget, args.device, args.metric, predict=args.predict, export=untrained_onnx)
         data = sel.to_json()
         check = validate(store, sel, runs=args.runs, artifacts_dir=args.artifacts) \
             if args.validate and sel.chosen is not None else None

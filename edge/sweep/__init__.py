@@ -48,7 +48,7 @@ than ``rounds`` measurements on this device is measured with
 ``benchmarks.harness`` and stored, one transaction each.  Measurements go in
 rounds: round r measures every configuration that has at most r measurements,
 so with ``rounds`` > 1 each configuration is measured several times, minutes
-apart, and readers pool them (``benchmarks.select.configurations``): a burst of
+apart, and readers pool them (``benchmarks.configs.configurations``): a burst of
 other work on the machine then skews one round of every configuration, not all
 of one.  ``rotate``: the order within a round interleaves the targets (variant
 1 on every target, then variant 2, ...), rotates which target goes first from
