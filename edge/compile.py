@@ -79,7 +79,7 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
     float32; output (1, num_classes) logits.  int8: ``calib`` (default: read from the
     shipped calibration set) calibrates; fidelity on its held-out clips must reach
     ``min_agreement`` top-1 agreement, else ``GateFailed`` (artifact kept, status "failed").
-    ``mixed`` (int8, onnxruntime/openvino): accuracy-aware mixed precision (``quant.mixed``).
+    ``mixed`` (int8, onnxruntime/openvino): accuracy-aware mixed precision (``edge.mixed``).
     """
     tgt = get_target(target, options)
     if variant.precision == "int8":
@@ -112,7 +112,7 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
             if onnx_cache is not None and ckpt is not None and target in ONNX_FED:
                 source = cached_export(model, variant, ckpt, Path(onnx_cache))
             if mixed and calib is not None:  # int8: keep sensitive layers float, fastest config meeting the floor
-                from quant.mixed import compile_mixed
+                from edge.mixed import compile_mixed
 
                 compile_mixed(tgt, model, variant, tmp, calib, min_agreement)
             else:

@@ -232,15 +232,14 @@ class Simulator:
 
     def __init__(self, model: Any, rounding: str = "half_up") -> None:
         import onnx
-        from onnx import numpy_helper
 
-        from targets.lowering.graph import attrs_of
+        from quant.onnx_io import attrs_of, initializers
 
         if isinstance(model, (str, Path)):
             model = onnx.load(str(model))
         model = onnx.shape_inference.infer_shapes(model)
         g = model.graph
-        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.consts: dict[str, np.ndarray] = initializers(model)
         self.nodes = [(n.op_type, n.name or f"{n.op_type}_{k}", list(n.input), list(n.output), attrs_of(n))
                       for k, n in enumerate(g.node)]
         self.input = next(i.name for i in g.input if i.name not in self.consts)

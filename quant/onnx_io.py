@@ -5,7 +5,8 @@ API: ``load_onnx(path) -> onnx.ModelProto`` (``onnx.load`` + ``onnx.checker``, a
 failure one ``BadInput`` naming the file), ``graph_inputs(proto) ->
 [ValueInfoProto]`` (initializers left out), ``io_specs(proto, where) ->
 (TensorSpec in, TensorSpec out)`` (static shapes, e.g. (1, 3, T, H, W) -> (1, classes)),
-``initializers(proto) -> {name: np.ndarray}`` (the graph's constant tables).
+``initializers(proto) -> {name: np.ndarray}`` (the graph's constant tables), ``attrs_of(node) ->
+{name: value}`` (attributes as Python values, tensors as numpy arrays).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from edge.core.errors import BadInput
 from quant.messages import first_line
@@ -75,3 +76,16 @@ def io_specs(proto: onnx.ModelProto, where: str | Path) -> tuple[TensorSpec, Ten
         if any(d <= 0 for d in spec.shape):
             raise BadInput(f"{where}: {spec.name!r} has a dynamic shape {spec.shape}; export with static shapes")
     return spec_in, spec_out
+
+
+def attrs_of(node: onnx.NodeProto) -> dict[str, object]:
+    """The node's attributes as Python values (tensors as numpy arrays)."""
+    out: dict[str, object] = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif isinstance(v, onnx.TensorProto):
+            v = numpy_helper.to_array(v)
+        out[a.name] = v
+    return out

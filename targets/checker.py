@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 
 from quant.onnx_io import initializers
-from targets.lowering.graph import ValueInfo, attrs_of, infer, value_infos
+from quant.onnx_io import attrs_of
+from targets.lowering.graph import ValueInfo, infer, value_infos
 from targets.opset import OpRule, OpSet
 
 _DTYPE_NAMES = {1: "float32", 2: "uint8", 3: "int8", 10: "float16", 16: "bfloat16", 4: "uint16", 5: "int16"}

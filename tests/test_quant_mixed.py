@@ -16,7 +16,8 @@ from edge.cli import main
 from edge.core.errors import BadInput, GateFailed
 from edge.core.variant import Variant
 from quant.calib import CalibSet
-from quant.mixed import Candidate, choose, compile_mixed, search, top_k_steps
+from edge.mixed import compile_mixed
+from quant.mixed import Candidate, choose, search, top_k_steps
 from quant.ort import ort_recipe, quantize_onnx
 from quant.sensitivity import rank_layers
 from quant.settings import QuantSettings, parse_ignore, resolve_exclude

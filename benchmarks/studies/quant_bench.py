@@ -19,7 +19,7 @@ runtime the fp32 artifact, the int8 artifact of our recipe (``quant.ort`` /
 ``quant.openvino``), the int8 artifact of the plain tool's defaults (onnxruntime
 only: ``quantize_static`` with no arguments; NNCF's default and LiteRT's
 ai-edge-quantizer static int8 recipe are ours) and the
-mixed-precision artifact (``quant.mixed.compile_mixed`` at ``--min-agreement``;
+mixed-precision artifact (``edge.mixed.compile_mixed`` at ``--min-agreement``;
 its row says which candidate it kept and how many nodes stayed float).  int8 is
 calibrated on ``--calib-clips`` shipped clips (``quant.calib.read_calib``).
 Fidelity of each artifact against torch fp32 on the ``--held-out`` shipped clips
@@ -110,7 +110,7 @@ def _ort_default(onnx_path: Path, variant: Variant, out: Path, calib) -> Artifac
 
 def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str, object]]:
     from targets.export import export_onnx
-    from quant.mixed import compile_mixed
+    from edge.mixed import compile_mixed
 
     model, base, weights = load(name)
     trained = weights.startswith("trained")

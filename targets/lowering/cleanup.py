@@ -6,7 +6,8 @@ import math
 
 import onnx
 
-from targets.lowering.graph import Graph, attrs_of
+from quant.onnx_io import attrs_of
+from targets.lowering.graph import Graph
 from targets.lowering.window import Window
 from targets.opset import OpSet
 

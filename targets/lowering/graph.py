@@ -25,19 +25,6 @@ log = logging.getLogger(__name__)
 Shape = tuple[int, ...]
 
 
-def attrs_of(node: onnx.NodeProto) -> dict[str, object]:
-    """The node's attributes as Python values (tensors as numpy arrays)."""
-    out: dict[str, object] = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        if isinstance(v, bytes):
-            v = v.decode()
-        elif isinstance(v, onnx.TensorProto):
-            v = numpy_helper.to_array(v)
-        out[a.name] = v
-    return out
-
-
 def opset_version(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from targets.lowering.graph import Graph, attrs_of
+from quant.onnx_io import attrs_of
+from targets.lowering.graph import Graph
 from targets.opset import OpSet
 
 

@@ -38,7 +38,8 @@ from typing import Callable, Mapping
 
 import onnx
 
-from targets.lowering.graph import Graph, Shape, attrs_of
+from quant.onnx_io import attrs_of
+from targets.lowering.graph import Graph, Shape
 
 log = logging.getLogger(__name__)
 

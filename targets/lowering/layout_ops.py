@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 
 from targets.lowering.conv3d import lower_conv3d
-from targets.lowering.graph import Graph, Shape, ValueInfo, attrs_of
+from quant.onnx_io import attrs_of
+from targets.lowering.graph import Graph, Shape, ValueInfo
 from targets.lowering.layout import IDENTITY, TCHW, LayoutPass, Lowered, rank5_in, used_outputs
 from targets.lowering.pooling import lower_global_pool3d, lower_pool3d
 from targets.lowering.window import Window

@@ -66,7 +66,8 @@ class TfliteTarget:
         """What LiteRT/XNNPACK cannot take, knowable from an ONNX graph: 3D convolutions
         and pools (lowered by ``compile``), dynamic input shapes, custom-domain ops."""
         from quant.onnx_io import load_onnx
-        from targets.lowering.graph import attrs_of, infer, value_infos
+        from quant.onnx_io import attrs_of
+        from targets.lowering.graph import infer, value_infos
 
         model = load_onnx(onnx_path)
         info = value_infos(infer(model))
