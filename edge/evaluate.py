@@ -16,7 +16,6 @@ at most about 50%; a model that models time beats it.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,13 +25,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from calib_data.labelled import read_labelled
+from calib_data.tensor import to_tensor
 from edge.core.errors import BadInput
 from edge.models.slim import SlimConfig
 
 log = logging.getLogger(__name__)
-
-MEAN = 0.45
-STD = 0.225
 
 ModelFor = Callable[[SlimConfig], nn.Module]
 
@@ -65,31 +63,6 @@ def models_of(model: nn.Module) -> ModelFor:
     return lambda c: model.eval()
 
 
-def read_labelled(data: str | Path, frames: int, resolution: int, limit: int | None = None,
-                  classes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Every labelled clip of ``data`` at (frames, resolution): uint8 (N, 3, T, S, S)
-    and labels (N,).  ``classes``: the model's class names, checked against the data's."""
-    from calib_data.datasets import open_dataset
-    from calib_data.loader import load_clips
-
-    ds = open_dataset(data)
-    if not ds.labelled:
-        raise BadInput(f"{data}: evaluation needs labelled clips (a manifest with labels)")
-    if classes is not None and ds.classes and tuple(ds.classes) != tuple(classes):
-        raise BadInput(f"{data}: classes {list(ds.classes)[:4]}... differ from the model's {list(classes)[:4]}...")
-    subset = dataclasses.replace(ds, items=tuple(i for i in ds.items if i.label is not None))
-    xs, ys = [], []
-    for clip, label in load_clips(subset, frames=frames, resolution=resolution, mode="uniform", limit=limit):
-        xs.append(np.clip(np.rint((clip[0] * STD + MEAN) * 255.0), 0, 255).astype(np.uint8))
-        ys.append(label)
-    return np.stack(xs), np.asarray(ys, dtype=np.int64)
-
-
-def _input(u8: np.ndarray, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(u8)).to(device)
-    return (x.float() / 255.0 - MEAN) / STD
-
-
 def single_frame(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, T, H, W) -> the centre frame repeated T times (same shape)."""
     t = x.shape[2]
@@ -102,7 +75,7 @@ def top1(model: nn.Module, clips: np.ndarray, labels: np.ndarray, batch_size: in
     """Share of clips whose arg-max logit is the label."""
     correct = 0
     for i in range(0, len(labels), batch_size):
-        x = _input(clips[i:i + batch_size], device)
+        x = to_tensor(clips[i:i + batch_size], device)
         if frozen:
             x = single_frame(x)
         pred = model(x).argmax(1).cpu().numpy()
@@ -197,7 +170,7 @@ def evaluate_checkpoint(ckpt: str | Path, model: str, data: str | Path, configs:
 
     def build(c: SlimConfig) -> nn.Module:
         if prune:  # a pruned checkpoint: rebuilt from its channel spec
-            from edge.prune import load_pruned
+            from edge.prune.spec import load_pruned
 
             return load_pruned(ckpt, c.variant(model).with_(prune=prune))
         return load_model(ckpt, c.variant(model))[0]

@@ -13,6 +13,7 @@ import pytest
 
 from bench_helpers import TINY_VARIANT, device, record
 from benchmarks import store as storemod
+from benchmarks.store.schema import migrate
 from benchmarks.store import SCHEMA_VERSION, Store
 from edge.cli import main
 from edge.core.errors import BadInput
@@ -88,7 +89,7 @@ V1_MEASUREMENT = """INSERT INTO measurements (uid, device, artifact, target, var
 def test_migrates_an_older_schema_in_place(tmp_path):
     db = tmp_path / "old.sqlite"
     conn = sqlite3.connect(db, isolation_level=None)
-    storemod._migrate(conn, db, upto=1)  # a store as schema version 1 wrote it
+    migrate(conn, db, upto=1)  # a store as schema version 1 wrote it
     dev = device()
     conn.execute("INSERT INTO devices (device_id, name, fingerprint, first_seen, last_seen) VALUES (?, ?, ?, 1, 1)",
                  (dev.id, dev.name, json.dumps(dev.to_json())))

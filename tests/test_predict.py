@@ -8,7 +8,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bench_helpers import TINY_VARIANT, device, record, tiny_artifact, tiny_onnx
-from benchmarks import predict, store as storemod
+from benchmarks import predict
+from benchmarks.store.schema import migrate
 from benchmarks.device import fingerprint
 from benchmarks.features import OP_CLASSES, VERSION, GraphFeatures, graph_features, onnx_file_features
 from benchmarks.harness import BenchConfig, measure
@@ -233,7 +234,7 @@ def test_features_of_an_unmeasured_variant_come_from_an_export(tmp_path):
 def test_schema_3_adds_the_features_table_to_an_old_store(tmp_path):
     db = tmp_path / "old.sqlite"
     conn = sqlite3.connect(db, isolation_level=None)
-    storemod._migrate(conn, db, upto=2)
+    migrate(conn, db, upto=2)
     conn.close()
     with Store(db) as s:
         assert s.version == SCHEMA_VERSION == 3

@@ -78,10 +78,10 @@ def test_recalibrate_bn_restores_statistics():
     m = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4))
     clips = np.random.default_rng(0).integers(0, 256, (12, 3, 2, 4, 4), dtype=np.uint8)  # 3 equal batches
     recalibrate_bn(m, clips, batch=4)
-    from edge.prune import clips_to_input
+    from calib_data.tensor import to_tensor
 
     with torch.no_grad():
-        h = m[0](clips_to_input(clips))
+        h = m[0](to_tensor(clips))
     torch.testing.assert_close(m[1].running_mean, h.mean((0, 2, 3, 4)), rtol=1e-4, atol=1e-5)
     assert not m.training and m[1].momentum == 0.1
 

@@ -1,45 +1,6 @@
-"""The result store: an embedded SQLite file of devices, artifacts, measurements
-and accuracy/fidelity figures.
-
-Location: ``--db PATH``, else ``$EDGEVID_DB``, else ``./edgevid.sqlite``
-(``default_path``).
-
-Tables (schema version 3, ``PRAGMA user_version``; ``PRAGMA application_id``
-marks the file as an edgevid store):
-
-* ``devices`` - one row per (fingerprint id, user-given name), the latest
-  fingerprint as JSON;
-* ``artifacts`` - one row per artifact content (``sha256`` over its files'
-  hashes, see ``benchmarks.record.artifact_digest``): target, variant tag and its
-  fields (model, width, resolution, frames, precision, prune), input shape, file
-  hashes, tool versions, last known path;
-* ``measurements`` - one row per measurement: device, artifact (NULL for a
-  prediction), target, variant, threads, affinity, raw samples (JSON list of
-  ns), min/p50/p90/p99/mean/std (ms), throughput (clips/s), load and first-call
-  time (ms), peak and base RSS (MiB) with how they were read, ``predicted``
-  (0 for a measurement), ``source`` ("local" or "import:FILE"), time; ``uid``
-  is unique, so importing the same results twice adds nothing;
-* ``accuracy`` - metric values per (variant, target, artifact, metric, dataset):
-  top-1 on labelled clips, ``fidelity.*`` figures of an artifact;
-* ``features`` - per variant tag, the graph features the latency predictor fits
-  (``benchmarks.features``), as JSON, per feature ``version``.
-
-Predictions (``add_prediction``) are rows of ``measurements`` with
-``predicted = 1``, no artifact and no raw samples (``n = 0``); their ``runtime``
-JSON says how they were predicted.  One prediction per (device, target, variant,
-threads): predicting again replaces it.
-
-Writes: one transaction per measurement (``BEGIN IMMEDIATE``), WAL journal so
-readers never block on a writer and see only committed measurements; a busy
-writer is waited for up to ``BUSY_TIMEOUT_S``.  (WAL needs a local file system,
-not NFS.)
-
-Safety: a path that is not an SQLite file, an SQLite file that fails
-``PRAGMA quick_check``, another application's database, or a store written by a
-newer edgevid is refused with ``BadInput`` and never written to; a missing file
-is created only by writers (``create=True``).  Older schema versions are
-migrated forward in place, one transaction per step (``MIGRATIONS``).
-"""
+"""The result store: :class:`Store`, one SQLite file of devices, artifacts, measurements
+(with their raw samples), accuracy figures, predictions and graph features (see
+:mod:`benchmarks.store`)."""
 from __future__ import annotations
 
 import csv
@@ -49,189 +10,16 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from benchmarks.device import DeviceInfo
 from benchmarks.record import LatencyRecord, Stats, dumps
+from benchmarks.store.rows import CSV_FIELDS, ArtifactRow, DeviceRow, MeasurementRow, flatten_numbers, variant_fields
+from benchmarks.store.schema import connect, default_path, migrate
 from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DB = "edgevid.sqlite"
-ENV_DB = "EDGEVID_DB"
-APPLICATION_ID = 0x45564944  # "EVID"
-BUSY_TIMEOUT_S = 30.0
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-# Schema history: MIGRATIONS[i] takes a store from version i to i + 1.  Append, never edit.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1: devices, artifacts, measurements
-        f"PRAGMA application_id = {APPLICATION_ID}",
-        """CREATE TABLE devices (
-            id INTEGER PRIMARY KEY,
-            device_id TEXT NOT NULL,
-            name TEXT NOT NULL,
-            fingerprint TEXT NOT NULL,
-            first_seen REAL NOT NULL,
-            last_seen REAL NOT NULL,
-            UNIQUE (device_id, name))""",
-        """CREATE TABLE artifacts (
-            id INTEGER PRIMARY KEY,
-            sha256 TEXT NOT NULL UNIQUE,
-            target TEXT NOT NULL,
-            variant TEXT NOT NULL,
-            model TEXT, width REAL, resolution INTEGER, frames INTEGER,
-            precision TEXT NOT NULL, prune REAL,
-            input_shape TEXT NOT NULL,
-            files TEXT NOT NULL,
-            tools TEXT NOT NULL,
-            path TEXT,
-            created REAL NOT NULL)""",
-        """CREATE TABLE measurements (
-            id INTEGER PRIMARY KEY,
-            uid TEXT NOT NULL UNIQUE,
-            device INTEGER NOT NULL REFERENCES devices(id),
-            artifact INTEGER REFERENCES artifacts(id),
-            target TEXT NOT NULL,
-            variant TEXT NOT NULL,
-            precision TEXT NOT NULL,
-            threads INTEGER NOT NULL,
-            affinity TEXT,
-            warmup_calls INTEGER NOT NULL,
-            samples_ns TEXT NOT NULL,
-            n INTEGER NOT NULL,
-            min_ms REAL, p50_ms REAL NOT NULL, p90_ms REAL, p99_ms REAL, mean_ms REAL, std_ms REAL,
-            throughput REAL,
-            load_ms REAL, first_call_ms REAL,
-            peak_mb REAL, base_mb REAL,
-            runtime TEXT NOT NULL DEFAULT '{}',
-            predicted INTEGER NOT NULL DEFAULT 0,
-            source TEXT NOT NULL,
-            created REAL NOT NULL)""",
-        "CREATE INDEX measurements_config ON measurements (device, target, variant, threads)",
-    ),
-    (  # 2: how peak memory was read; accuracy/fidelity figures
-        "ALTER TABLE measurements ADD COLUMN memory_method TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE measurements ADD COLUMN isolated INTEGER NOT NULL DEFAULT 0",
-        """CREATE TABLE accuracy (
-            id INTEGER PRIMARY KEY,
-            variant TEXT NOT NULL,
-            target TEXT NOT NULL DEFAULT '',
-            artifact_sha256 TEXT NOT NULL DEFAULT '',
-            metric TEXT NOT NULL,
-            value REAL NOT NULL,
-            dataset TEXT NOT NULL DEFAULT '',
-            source TEXT NOT NULL DEFAULT '',
-            created REAL NOT NULL,
-            UNIQUE (variant, target, artifact_sha256, metric, dataset))""",
-    ),
-    (  # 3: graph features of variants (inputs of the latency predictor)
-        """CREATE TABLE features (
-            variant TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            features TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT '',
-            created REAL NOT NULL,
-            PRIMARY KEY (variant, version))""",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def default_path() -> Path:
-    """``$EDGEVID_DB`` when set, else ``./edgevid.sqlite``."""
-    return Path(os.environ.get(ENV_DB) or DEFAULT_DB)
-
-
-@dataclass(frozen=True)
-class DeviceRow:
-    key: int
-    device_id: str
-    name: str
-    fingerprint: DeviceInfo
-    first_seen: float
-    last_seen: float
-
-
-@dataclass(frozen=True)
-class ArtifactRow:
-    """A stored artifact: content hash, target, variant tag, precision, its files' hashes
-    and the folder it was last measured from (None when unknown)."""
-
-    sha256: str
-    target: str
-    variant: str
-    precision: str
-    files: Mapping[str, str]
-    path: str | None
-
-
-@dataclass(frozen=True)
-class MeasurementRow:
-    """A stored measurement (or prediction) with its device, variant fields and stats.
-
-    ``model``..``prune`` are parsed from the variant tag (None when it does not
-    parse); ``accuracy``: metric -> value for this variant and target (the
-    artifact's own figures, and target-independent ones stored with target "").
-    """
-
-    id: int
-    uid: str
-    device_key: int
-    device_id: str
-    device_name: str
-    target: str
-    variant: str
-    model: str | None
-    width: float | None
-    resolution: int | None
-    frames: int | None
-    precision: str
-    prune: float | None
-    artifact_sha256: str | None
-    threads: int
-    affinity: tuple[int, ...] | None
-    stats: Stats
-    load_ms: float | None
-    first_call_ms: float | None
-    peak_mb: float | None
-    base_mb: float | None
-    memory_method: str
-    isolated: bool
-    predicted: bool
-    source: str
-    created: float
-    accuracy: Mapping[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "stats"}
-        d["affinity"] = None if self.affinity is None else list(self.affinity)
-        d["accuracy"] = dict(self.accuracy)
-        return {**d, **self.stats.to_json()}
-
-
-def variant_fields(tag: str) -> dict[str, Any]:
-    """model, width, resolution, frames, precision, prune of a variant tag (Nones when it does not parse)."""
-    from edge.core.variant import Variant
-
-    try:
-        v = Variant.from_tag(tag)
-    except BadInput:
-        log.warning("variant tag %r does not parse; its fields are stored empty", tag)
-        return {"model": None, "width": None, "resolution": None, "frames": None, "precision": None, "prune": None}
-    return {"model": v.model, "width": v.width, "resolution": v.resolution, "frames": v.frames,
-            "precision": v.precision, "prune": v.prune}
-
-
-def _flatten(prefix: str, d: Mapping[str, Any]) -> Iterator[tuple[str, float]]:
-    for k, v in d.items():
-        name = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, Mapping):
-            yield from _flatten(name, v)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf"):
-            yield name, float(v)
 
 
 class Store:
@@ -239,9 +27,9 @@ class Store:
 
     def __init__(self, path: str | Path | None = None, create: bool = True) -> None:
         self.path = Path(path) if path is not None else default_path()
-        self._conn = _connect(self.path, create)
+        self._conn = connect(self.path, create)
         try:
-            _migrate(self._conn, self.path)
+            migrate(self._conn, self.path)
         except BaseException:
             self._conn.close()
             raise
@@ -292,7 +80,7 @@ class Store:
                  dumps(record.samples_ns), s.n, s.min, s.p50, s.p90, s.p99, s.mean, s.std, s.throughput,
                  record.load_ms, record.first_call_ms, record.memory.peak_mb, record.memory.base_mb,
                  dumps(record.runtime), source, record.created, record.memory.method, int(record.memory.isolated)))
-            for metric, value in _flatten("fidelity", record.accuracy or {}):
+            for metric, value in flatten_numbers("fidelity", record.accuracy or {}):
                 self._put_accuracy(c, record.variant, record.target, record.artifact_sha256, metric, value, "",
                                    source, record.created)
         return True
@@ -543,91 +331,3 @@ class Store:
                 "artifacts": artifacts,
                 "measurements": [{**m.to_json(), "samples_ns": list(self.samples(m.id))} for m in rows],
                 "accuracy": accuracy}
-
-
-CSV_FIELDS = tuple(MeasurementRow.__dataclass_fields__) + ("n", "min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
-                                                          "std_ms", "throughput")
-
-
-# ----------------------------------------------------------------------------- opening
-
-def _connect(path: Path, create: bool) -> sqlite3.Connection:
-    """Open ``path`` after checking it is an intact SQLite file (or absent and ``create``)."""
-    if path.exists():
-        if not path.is_file():
-            raise BadInput(f"{path}: result store path is not a file")
-        try:
-            with open(path, "rb") as f:
-                head = f.read(len(SQLITE_MAGIC))
-        except OSError as e:
-            raise BadInput(f"{path}: cannot read the result store ({e.strerror})") from None
-        if head and head != SQLITE_MAGIC:
-            raise BadInput(f"{path}: not an SQLite database (corrupt or another kind of file); refusing to touch it")
-    elif not create:
-        raise BadInput(f"{path}: no such result store (measure something with `edgevid bench --db {path}` first)")
-    elif not path.parent.is_dir():
-        raise BadInput(f"{path}: folder {path.parent} does not exist")
-    try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    except sqlite3.Error as e:
-        raise BadInput(f"{path}: cannot open the result store ({e})") from None
-    try:
-        check = conn.execute("PRAGMA quick_check").fetchall()
-        if [r[0] for r in check] != ["ok"]:
-            raise BadInput(f"{path}: corrupt result store (integrity check: {check[0][0]}); refusing to touch it")
-        app = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        if app not in (0, APPLICATION_ID):
-            raise BadInput(f"{path}: an SQLite database of another application (id {app:#x}); refusing to touch it")
-        _check_version(conn, path)
-    except sqlite3.DatabaseError as e:
-        conn.close()
-        raise BadInput(f"{path}: corrupt result store ({e}); refusing to touch it") from None
-    except BaseException:
-        conn.close()
-        raise
-    # the checks above only read; from here on the file may be written
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-    except sqlite3.OperationalError as e:  # a read-only file or folder
-        if create:
-            conn.close()
-            raise BadInput(f"{path}: cannot write the result store ({e})") from None
-        log.warning("%s: cannot switch the result store to WAL (%s); reading it as it is", path, e)
-    return conn
-
-
-def _check_version(conn: sqlite3.Connection, path: Path) -> int:
-    """The schema version; refuses a newer one, and a version-0 file that already has tables
-    (another application's database).  Reads only."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise BadInput(f"{path}: result store schema version {version} is newer than this edgevid's "
-                       f"({SCHEMA_VERSION}); upgrade edgevid")
-    if version == 0:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        if tables:
-            raise BadInput(f"{path}: an SQLite database that is not an edgevid result store (tables: "
-                           f"{', '.join(tables[:5])}); refusing to touch it")
-    return version
-
-
-def _migrate(conn: sqlite3.Connection, path: Path, upto: int = SCHEMA_VERSION) -> None:
-    """Bring the schema to version ``upto``, one transaction per step (tests pass a lower ``upto``
-    to build an old store)."""
-    version = _check_version(conn, path)
-    while version < upto:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])  # another process may have migrated
-            if version < upto:
-                for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {version + 1}")
-                log.info("%s: result store migrated to schema version %d", path, version + 1)
-                version += 1
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
