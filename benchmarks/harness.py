@@ -149,7 +149,8 @@ def skip_reason(artifact: Artifact) -> str:
 
 # ----------------------------------------------------------------------------- memory
 
-def _status_mb(key: str) -> float | None:
+def status_mb(key: str) -> float | None:
+    """One ``/proc/self/status`` figure in MiB (``VmRSS``, ``VmHWM``); None where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -165,7 +166,7 @@ def _reset_peak() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return _status_mb("VmHWM") is not None
+        return status_mb("VmHWM") is not None
     except OSError:
         return False
 
@@ -179,23 +180,26 @@ def _maxrss_mb() -> float | None:
     return r / (1 << 20) if sys.platform == "darwin" else r / 1024.0  # bytes on macOS, KiB on Linux
 
 
-class _PeakProbe:
+class PeakProbe:
+    """Peak memory over a stretch of work: the high-water mark reset at construction, read by ``read()``."""
+
     def __init__(self, isolated: bool) -> None:
         gc.collect()
         self.isolated = isolated
         self.hwm = _reset_peak()
-        self.base = _status_mb("VmRSS") if self.hwm else None
+        self.base = status_mb("VmRSS") if self.hwm else None
 
     def read(self) -> Memory:
         if self.hwm:
-            return Memory(_status_mb("VmHWM"), self.base, "VmHWM after clear_refs reset", self.isolated)
+            return Memory(status_mb("VmHWM"), self.base, "VmHWM after clear_refs reset", self.isolated)
         peak = _maxrss_mb()
         return Memory(peak, None, "ru_maxrss (process lifetime)" if peak is not None else "unavailable on this OS",
                       self.isolated)
 
 
 @contextmanager
-def _pinned(affinity: tuple[int, ...] | None) -> Iterator[None]:
+def pin_affinity(affinity: tuple[int, ...] | None) -> Iterator[None]:
+    """Run the block on the CPUs ``affinity`` (``os.sched_setaffinity``), restored after; None: as is."""
     if affinity is None:
         yield
         return
@@ -244,8 +248,8 @@ def _measure_here(art: Artifact, config: BenchConfig, device: DeviceInfo, clip: 
                   isolated: bool) -> LatencyRecord:
     threads = config.resolved_threads()
     target = get_target(art.target, TargetOptions(threads=threads, device=config.runtime_device))
-    with _pinned(config.affinity):
-        probe = _PeakProbe(isolated)
+    with pin_affinity(config.affinity):
+        probe = PeakProbe(isolated)
         t0 = _clock()
         runner = target.load(art)
         load_ns = _clock() - t0

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from edge.checkpoint import load_checkpoint, load_model
+from quant.ort_session import ort_session
 from edge.core.errors import BadInput, GateFailed
 from edge.models import create_model
 from edge.core.variant import Variant
@@ -183,9 +184,7 @@ def onnx_reference(path: Path) -> Reference:
     the PyTorch model (export parity < 1e-4, tests/test_models.py), several times faster
     than eager PyTorch on X3D's depthwise Conv3d; the check clip's PyTorch logits, saved
     at export, are returned as they are."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort_session(path, spin=True)
     name = session.get_inputs()[0].name
     saved = np.load(path.with_suffix(".check.npy"))
 

@@ -41,7 +41,7 @@ def fold_bn(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with BatchNormalization folded into the preceding convolutions (as the quantizers do)."""
     g = Graph(model)
     fold_batchnorm(g, None)  # type: ignore[arg-type]
-    return g.to_model() if hasattr(g, "to_model") else g.model
+    return g.to_model()
 
 
 def prepare(source: onnx.ModelProto, target: str, hard_activations: bool = True,

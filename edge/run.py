@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from benchmarks.harness import _PeakProbe, _pinned, _status_mb
+from benchmarks.harness import PeakProbe, pin_affinity, status_mb
 from calib_data.sampling import uniform_indices
 from calib_data.stream import FrameWindow
 from calib_data.transforms import preprocess
@@ -67,7 +67,7 @@ def load_switcher(plan: RunPlan, config: SwitchConfig) -> RunSetup:
     Memory: RSS before the loads, after them, and the peak.  When this process measured
     artifacts before (``measure_now``), the allocator may hand their freed memory to
     these runners, so ``runners_mb`` can read low; ``rss_mb`` is the whole process."""
-    probe = _PeakProbe(False)
+    probe = PeakProbe(False)
     runners = []
     try:
         for art in plan.artifacts:
@@ -77,7 +77,7 @@ def load_switcher(plan: RunPlan, config: SwitchConfig) -> RunSetup:
             for _ in range(WARMUP_CALLS):
                 runner(zeros)
         mem = probe.read()
-        rss = _status_mb("VmRSS")
+        rss = status_mb("VmRSS")
         switcher = Switcher(list(zip(plan.candidates, runners)), config)
     except BaseException:
         for r in runners:
@@ -245,7 +245,7 @@ def summarize(results: Sequence[ClipResult], setup: RunSetup) -> RunSummary:
 
 def pinned(affinity: tuple[int, ...] | None) -> Any:
     """Context that pins this thread (and the runtime threads it starts) to ``affinity``."""
-    return nullcontext() if affinity is None else _pinned(affinity)
+    return nullcontext() if affinity is None else pin_affinity(affinity)
 
 
 def default_window(setup: RunSetup, window: int | None) -> int:

@@ -26,8 +26,7 @@ Recipe (:class:`OrtQuant`, chosen by :func:`ort_recipe`):
   every Mul/Add float between 189 Q / 369 DQ nodes and 86 Transposes - that
   S8 recipe was 1.19-1.33x fp32 here (the earlier profile: the float depthwise
   convs plus the conversions cost more than the int8 GEMMs saved).
-  :class:`OrtQuant` can restrict quantization to Conv/Gemm/MatMul minus grouped
-  3-D convs (``op_types=CPU_OP_TYPES, skip_grouped_conv3d=True``), and
+  :class:`OrtQuant` can restrict quantization to some op types (``op_types``), and
   ``quant.mixed`` tries keeping depthwise and elementwise ops float, timing
   every candidate and keeping the fastest.
 - Calibration: MinMax, Percentile (99.999) or Entropy, over the given clips.
@@ -63,7 +62,6 @@ from edge.core.errors import BadInput
 log = logging.getLogger(__name__)
 
 TRT_OP_TYPES: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
-CPU_OP_TYPES: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
 PERCENTILE = 99.999
 ENTROPY_BINS = 2048  # histogram bins of the entropy calibrater (ORT's default 128 makes it MinMax)
 ENTROPY_QUANTIZED_BINS = 128
@@ -82,7 +80,6 @@ class OrtQuant:
     symmetric_activations: bool = False
     op_types: tuple[str, ...] | None = None  # None: every op type ORT quantizes
     quantize_outputs: bool = True  # False: Q/DQ only on the inputs of ``op_types`` (TensorRT)
-    skip_grouped_conv3d: bool = False  # keep grouped 3-D convolutions float (no ORT CPU int8 kernel)
     reason: str = ""
 
 
@@ -145,8 +142,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
     """Write the int8 QDQ model of ``src`` to ``dst``, calibrated on ``clips``
     ((1, 3, T, H, W) float32 each); returns the notes recorded in artifact.json.
 
-    exclude: ONNX node names kept float (ORT ``nodes_to_exclude``), on top of the
-    recipe's own (grouped 3-D convs when ``skip_grouped_conv3d``).
+    exclude: ONNX node names kept float (ORT ``nodes_to_exclude``).
     calib_cache: tensor-range cache (ORT's JSON); reused when the file exists,
     written otherwise, so repeated quantizations of one model calibrate once.
     """
@@ -169,8 +165,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
         extra["CalibPercentile"] = PERCENTILE
     if not recipe.quantize_outputs and recipe.op_types:
         extra["OpTypesToExcludeOutputQuantization"] = list(recipe.op_types)
-    skipped = grouped_conv3d(src) if recipe.skip_grouped_conv3d else []
-    excluded = list(dict.fromkeys([*skipped, *exclude]))
+    excluded = list(dict.fromkeys(exclude))
     with tempfile.TemporaryDirectory(prefix="edgevid-ortq-") as tmp:
         cache = Path(calib_cache) if calib_cache is not None else None
         if recipe.method == "entropy" and (cache is None or not cache.is_file()):
@@ -241,26 +236,3 @@ def entropy_ranges(src: str | Path, reader: Any, recipe: OrtQuant, cache: Path) 
             data[name] = TensorData(lowest=np.array(low, dtype=dtype), highest=np.array(high, dtype=dtype),
                                     hist=np.asarray(hist), hist_edges=np.asarray(edges, dtype=dtype))
     save_tensors_data(TensorsData(CalibrationMethod.Entropy, data), cache)
-
-
-def count_qdq(path: str | Path) -> dict[str, int]:
-    """Number of QuantizeLinear / DequantizeLinear nodes in an ONNX model."""
-    import onnx
-
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear")}
-
-
-def grouped_conv3d(path: str | Path) -> list[str]:
-    """Names of the Conv nodes with group > 1 and a 3-D kernel (kept float on the CPU)."""
-    import onnx
-    from onnx import helper
-
-    names = []
-    for n in onnx.load(str(path)).graph.node:
-        if n.op_type != "Conv":
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        if attrs.get("group", 1) > 1 and len(attrs.get("kernel_shape", ())) == 3:
-            names.append(n.name)
-    return names

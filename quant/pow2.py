@@ -51,6 +51,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from quant.ort_session import ort_session
 from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -196,16 +197,11 @@ def quant_points(model: onnx.ModelProto) -> list[str]:
 
 # ----------------------------------------------------------------------------- calibration
 def _session(model: onnx.ModelProto, outputs: Sequence[str]) -> Any:
-    import onnxruntime as ort
-
     m = onnx.ModelProto.FromString(model.SerializeToString())
     have = {o.name for o in m.graph.output}
     m.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in outputs
                           if t not in have)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort_session(m, optimise=False, spin=True)
 
 
 def calibrate(model: onnx.ModelProto, points: Sequence[str], clips: Sequence[np.ndarray],

@@ -38,13 +38,9 @@ MODELS = ("x3d_xs", "ghost_tsm", "convnet2d_s")
 
 
 def _session(path: Path, optimise: bool) -> Any:
-    import onnxruntime as ort
+    from quant.ort_session import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if not optimise:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return ort_session(Path(path), optimise=optimise, spin=True)
 
 
 def bench_model(name: str, frames: int | None, resolution: int | None, clips: int, calib_clips: int,

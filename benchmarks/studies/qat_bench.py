@@ -47,13 +47,9 @@ log = logging.getLogger("qat_bench")
 
 
 def _ort(model: onnx.ModelProto | str | Path) -> Any:
-    import onnxruntime as ort
+    from quant.ort_session import ort_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    data = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    return ort_session(Path(model) if isinstance(model, (str, Path)) else model, threads=1, spin=True)
 
 
 def _logits(run: Any, clips_u8: np.ndarray) -> np.ndarray:

@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.load and args.affinity is None:
         ap.error("--load needs --affinity: the busy loop shares the run's CPU")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from benchmarks.harness import _pinned
+    from benchmarks.harness import pin_affinity
     from edge.run import load_switcher, stream, summarize
     from edge.switch_inputs import plan_run
     from edge.switch import SwitchConfig
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = build(args.configs.split(","), out)
     affinity = None if args.affinity is None else (args.affinity,)
     db = out / "switch.sqlite"
-    with _pinned(affinity) if affinity else nullcontext():
+    with pin_affinity(affinity) if affinity else nullcontext():
         if not db.is_file():
             measure_all(paths, db, args.threads, args.runs)
         plan = plan_run(out, db=db, threads=args.threads)

@@ -43,7 +43,7 @@ by ``compile``).
 """
 from targets.tflite.convert import EXTRA_HINT
 from targets.tflite.runner import TfliteRunner, interpreter_module
-from targets.tflite.target import INT8_IO, LOWER_REASON, MODEL_FILE, POOL_REASON, PRECISIONS, TfliteTarget
+from targets.tflite.target import LOWER_REASON, MODEL_FILE, POOL_REASON, PRECISIONS, TfliteTarget
 
-__all__ = ["EXTRA_HINT", "INT8_IO", "LOWER_REASON", "MODEL_FILE", "POOL_REASON", "PRECISIONS", "TfliteRunner",
+__all__ = ["EXTRA_HINT", "LOWER_REASON", "MODEL_FILE", "POOL_REASON", "PRECISIONS", "TfliteRunner",
            "TfliteTarget", "interpreter_module"]

@@ -31,10 +31,9 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.tflite"
 PRECISIONS = ("fp32", "fp16", "int8")
-INT8_IO = ("int8",)  # interface tensors of the int8 model
-INT8_IO_REASON = ("ai-edge-quantizer 0.10's static int8 recipe quantizes the graph input and output too (int8 "
-                  "interface only); the runner quantizes the float clip and dequantizes the logits with the "
-                  "tensors' own scale and zero point, so callers still pass float32 and get float32")
+# ai-edge-quantizer 0.10's static int8 recipe quantizes the graph input and output too (int8 interface
+# only); the runner quantizes the float clip and dequantizes the logits with the tensors' own scale and
+# zero point, so callers still pass float32 and get float32.
 CONVERTER = "litert_torch"
 LOWER_REASON = "XNNPACK has no 3D convolution; compile lowers it"
 POOL_REASON = "XNNPACK has no 3D pooling; compile lowers it"
@@ -111,9 +110,6 @@ class TfliteTarget:
         if variant.precision not in PRECISIONS:
             raise BadInput(f"tflite: precision {variant.precision} is not supported "
                            f"(supported: {', '.join(PRECISIONS)})")
-        io = str(getattr(self.options.quant, "io", None) or "int8")
-        if variant.precision == "int8" and io not in INT8_IO:
-            raise BadInput(f"tflite int8 interface {io!r} is not available: {INT8_IO_REASON}")
         if isinstance(model, (str, Path)):
             raise BadInput(f"{model}: the tflite target converts PyTorch modules with litert-torch, which has no "
                            "ONNX importer (ONNX -> .tflite would need TensorFlow); compile from the model "
