@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from edge.core.errors import BadInput
 from edge.flops import complexity, count_macs, count_params
-from edge.models import ghost
+from edge.models import gghost, ghost
 
 # GhostNet paper, Table 7 / reference.md: GhostNet 1.0x, 224 x 224.
 GHOSTNET_PARAMS = 5.2e6
@@ -160,7 +160,7 @@ def test_temporal_shift_single_frame_and_few_channels():
 # ----------------------------------------------------------------- G-Ghost stage
 
 def test_gghost_stage_channels_and_cheap_path():
-    stage = ghost.GGhostStage(32, 64, depth=5, stride=2, group_width=8, cheap_ratio=0.5).eval()
+    stage = gghost.GGhostStage(32, 64, depth=5, stride=2, group_width=8, cheap_ratio=0.5).eval()
     assert stage.raw_chs + stage.cheap_chs == 64
     assert stage.raw_chs == 30 and stage.cheap_chs == 34  # raw is a multiple of 6 = 8 * 3/4
     assert [b.conv1.in_channels for b in stage.layers] == [30, 30, 30]  # deep path is narrow
@@ -168,9 +168,9 @@ def test_gghost_stage_channels_and_cheap_path():
 
 
 def test_gghost_stage_is_cheaper_than_a_plain_stage():
-    stage = ghost.GGhostStage(32, 64, depth=5, stride=2, group_width=8)
-    plain = nn.Sequential(ghost.RegBottleneck(32, 64, 2, 8),
-                          *(ghost.RegBottleneck(64, 64, 1, 8) for _ in range(4)))
+    stage = gghost.GGhostStage(32, 64, depth=5, stride=2, group_width=8)
+    plain = nn.Sequential(gghost.RegBottleneck(32, 64, 2, 8),
+                          *(gghost.RegBottleneck(64, 64, 1, 8) for _ in range(4)))
     stage_macs = count_macs(stage, (1, 32, 32, 32))
     assert stage_macs < 0.8 * count_macs(plain, (1, 32, 32, 32))
     # the cheap channels cost less than one deep block on the deep channels
@@ -182,7 +182,7 @@ def test_gghost_stage_is_cheaper_than_a_plain_stage():
 
 def test_gghost_stage_needs_three_blocks():
     with pytest.raises(BadInput):
-        ghost.GGhostStage(32, 64, depth=2)
+        gghost.GGhostStage(32, 64, depth=2)
 
 
 # ----------------------------------------------------------------- temporal behaviour
@@ -200,7 +200,8 @@ def _reversal_change(model: nn.Module, frames: int) -> float:
 @pytest.mark.parametrize("name", ["ghost_tsm", "gghost_tsm"])
 def test_temporal_models_depend_on_frame_order(name):
     torch.manual_seed(0)
-    model = _randomise_bn(getattr(ghost, name)(num_classes=10, frames=4, resolution=32))
+    build = getattr(gghost if name.startswith("gghost") else ghost, name)
+    model = _randomise_bn(build(num_classes=10, frames=4, resolution=32))
     assert _reversal_change(model, 4) > 0.02
 
 
@@ -223,7 +224,7 @@ def test_temporal_shift_adds_no_weights_and_no_macs():
 
 
 def test_gghost_tsm_default_cost_is_cpu_sized():
-    c = complexity(ghost.gghost_tsm(), (1, 3, 8, 160, 160))
+    c = complexity(gghost.gghost_tsm(), (1, 3, 8, 160, 160))
     assert 0.5e9 <= c.macs <= 2e9
 
 
@@ -239,14 +240,14 @@ def test_shift_models_reject_a_different_frame_count():
                                     dict(resolution=16)])
 def test_builders_reject_bad_arguments(kwargs):
     with pytest.raises(BadInput):
-        ghost.gghost_tsm(**kwargs)
+        gghost.gghost_tsm(**kwargs)
 
 
 # ----------------------------------------------------------------- width
 
 @pytest.mark.parametrize("name", ["ghostnet_100", "ghost_tsm", "gghost_tsm"])
 def test_width_half_builds_and_runs(name):
-    build = getattr(ghost, name)
+    build = getattr(gghost if name.startswith("gghost") else ghost, name)
     half = build(num_classes=10, frames=2, resolution=64, width=0.5).eval()
     full = build(num_classes=10, frames=2, resolution=64, width=1.0)
     with torch.no_grad():

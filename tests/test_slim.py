@@ -11,7 +11,7 @@ import torch
 from edge.checkpoint import load_model
 from edge.core.errors import BadInput
 from edge.models import create_model
-from edge.models.slim import (SLIMMABLE, SlimConfig, SlimNet, ghost_channels, load_slim, materialize,
+from edge.models.slim import (slimmable, SlimConfig, SlimNet, ghost_channels, load_slim, materialize,
                               parse_configs, save_slim)
 from edge.core.variant import Variant
 
@@ -188,7 +188,7 @@ def test_corrupt_and_plain_checkpoints_refused(tmp_path):
 def test_every_slimmable_model_is_registered():
     from edge.models import MODELS
 
-    assert set(SLIMMABLE) <= set(MODELS)
+    assert set(slimmable()) <= set(MODELS)
 
 
 # ----------------------------------------------------------------------------- the shipped checkpoint

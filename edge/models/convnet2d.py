@@ -49,6 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edge.models.common import scale_channels
+from edge.models.family import FamilySpec
 
 Temporal = Literal["none", "shift", "conv"]
 
@@ -297,3 +298,7 @@ def convnet2d_m(num_classes: int = 400, frames: int = 16, resolution: int = 160,
                 width: float = 1.0) -> nn.Module:
     """Medium 2D-only ConvNet (input (B, 3, 16, 160, 160) by default)."""
     return ConvNet2d(_MEDIUM, num_classes, frames, resolution, width)
+
+
+# stem, every block.project (shift input / residual stream), the classifier keep their channels
+FAMILY = FamilySpec("convnet2d", protected=(r"^stem\.", r"\.project$", r"^fc$"), slim_rule="convnet2d")

@@ -1,4 +1,5 @@
-"""The model zoo registry.
+"""The model zoo registry: ``MODELS`` (every model's builder and default input) and
+``FAMILIES`` (where each family's :class:`~edge.models.family.FamilySpec` lives).
 
 ``MODELS`` is a dict literal of pure data so that code which only needs names and
 default shapes (``Variant``, the harness, the on-device agent) imports no torch.
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from edge.core.errors import BadInput
 from edge.core.variant import Variant
+from edge.models.family import FamilySpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
@@ -52,13 +54,39 @@ MODELS: dict[str, ModelInfo] = {
                               "image GhostNet-1.0x per frame, frames averaged"),
     "ghost_tsm": ModelInfo("ghost_tsm", "ghost", "edge.models.ghost:ghost_tsm", 8, 160, 400,
                            "GhostNet-1.0x per frame with temporal shift, temporal pooling"),
-    "gghost_tsm": ModelInfo("gghost_tsm", "gghost", "edge.models.ghost:gghost_tsm", 8, 160, 400,
+    "gghost_tsm": ModelInfo("gghost_tsm", "gghost", "edge.models.gghost:gghost_tsm", 8, 160, 400,
                             "G-Ghost stages (cheap-feature concat) per frame with temporal shift"),
     "convnet2d_s": ModelInfo("convnet2d_s", "convnet2d", "edge.models.convnet2d:convnet2d_s", 8, 160, 400,
                              "2D-only ConvNet (standard operators), small"),
     "convnet2d_m": ModelInfo("convnet2d_m", "convnet2d", "edge.models.convnet2d:convnet2d_m", 16, 160, 400,
                              "2D-only ConvNet (standard operators), medium"),
 }
+
+
+# family -> "module:NAME" of its FamilySpec (the last thing in the family file); imported lazily.
+FAMILIES: dict[str, str] = {
+    "x3d": "edge.models.x3d:FAMILY",
+    "ghost": "edge.models.ghost:GHOST_FAMILY",
+    "gghost": "edge.models.gghost:FAMILY",
+    "convnet2d": "edge.models.convnet2d:FAMILY",
+}
+
+
+def family_spec(family: str) -> FamilySpec:
+    """The :class:`FamilySpec` of ``family`` (imports its family module: torch)."""
+    try:
+        module, name = FAMILIES[family].split(":")
+    except KeyError:
+        raise BadInput(f"unknown model family {family!r}; known families: {', '.join(FAMILIES)}") from None
+    spec = getattr(importlib.import_module(module), name)
+    if not isinstance(spec, FamilySpec) or spec.name != family:
+        raise BadInput(f"{FAMILIES[family]} is not the FamilySpec of family {family!r}")
+    return spec
+
+
+def all_families() -> list[FamilySpec]:
+    """Every registered family's spec (imports every family module: torch)."""
+    return [family_spec(f) for f in FAMILIES]
 
 
 def model_info(name: str) -> ModelInfo:

@@ -66,7 +66,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from edge.core.errors import BadInput
-from edge.models.registry import create_model, model_info
+from edge.models.registry import MODELS, create_model, family_spec, model_info
 from edge.core.variant import Variant
 
 log = logging.getLogger(__name__)
@@ -215,18 +215,11 @@ INDEX_RULES: dict[str, Callable[[nn.Module, nn.Module], IndexPlan]] = {
     "ghostnet": _ghostnet_plan,
 }
 
-# The slimmable zoo models and their rule (gghost_tsm is not: its G-Ghost stages
-# split channels at a width-dependent point that no slice of the full stage matches).
-SLIMMABLE: dict[str, str] = {
-    "x3d_xs": "prefix",
-    "x3d_s": "prefix",
-    "x3d_m": "prefix",
-    "x3d_l": "prefix",
-    "ghost_tsm": "ghostnet",
-    "ghostnet_100": "ghostnet",
-    "convnet2d_s": "convnet2d",
-    "convnet2d_m": "convnet2d",
-}
+def slimmable() -> dict[str, str]:
+    """The slimmable registered models and their ``INDEX_RULES`` rule: every model of a family
+    whose FamilySpec names one (gghost is not slimmable: see its spec)."""
+    return {name: spec.slim_rule for name, info in MODELS.items()
+            if (spec := family_spec(info.family)).slim_rule is not None}
 
 
 def take(t: torch.Tensor, index: Index) -> torch.Tensor:
@@ -258,8 +251,10 @@ class SlimNet(nn.Module):
     def __init__(self, model: str, num_classes: int, width_range: tuple[float, float] = (0.25, 1.0),
                  resolution: int | None = None, frames: int | None = None) -> None:
         super().__init__()
-        if model not in SLIMMABLE:
-            raise BadInput(f"model {model!r} is not slimmable; slimmable models: {', '.join(SLIMMABLE)}")
+        rules = slimmable()
+        if model not in rules:
+            raise BadInput(f"model {model!r} is not slimmable; slimmable models: {', '.join(rules)}")
+        self.slim_rule = rules[model]
         lo, hi = (float(w) for w in width_range)
         if not 0.0 < lo <= hi <= 1.0:
             raise BadInput(f"width range must satisfy 0 < min <= max <= 1, got [{lo}, {hi}]")
@@ -310,7 +305,7 @@ class SlimNet(nn.Module):
                                    f"{tuple(t.shape)}, wider than the full model's {tuple(full_sd[k].shape)}; "
                                    "not a slice of the full model")
             full_meta = self.skeleton(SlimConfig(1.0, v.resolution, v.frames))
-            self._plans[key] = _plan_to(INDEX_RULES[SLIMMABLE[self.model_name]](full_meta, narrow), device)
+            self._plans[key] = _plan_to(INDEX_RULES[self.slim_rule](full_meta, narrow), device)
         return self._plans[key]
 
     def sliced(self, width: float) -> dict[str, torch.Tensor]:

@@ -72,6 +72,7 @@ import torch.nn as nn
 
 from edge.core.errors import BadInput
 from edge.models.common import Swish, scale_channels
+from edge.models.family import FamilySpec
 
 # Channel counts of the published model (PyTorchVideo width_factor 2.0).
 STEM_CHANNELS = 24
@@ -320,3 +321,7 @@ def x3d_l(num_classes: int = 400, frames: int = 16, resolution: int = 312, width
     """X3D-L: 16 x 312, depth factor 5.0."""
     return create_x3d(num_classes, frames, resolution, width, depth_factor=5.0)
 
+
+# stem (conv_xy, conv_t), the residual stream (conv_c, branch1), the classifier keep their channels
+FAMILY = FamilySpec("x3d", protected=(r"^blocks\.0\.", r"\.conv_c$", r"\.branch1_conv$", r"\.proj$"),
+                    slim_rule="prefix")

@@ -1,6 +1,6 @@
 """What torch-pruning must know about our networks: options and results, the layers each
-family keeps whole (``PROTECTED``), importance criteria, custom pruners for our blocks
-(temporal shift, Ghost modules) and ``resync`` of the attributes they derive from shapes.
+family keeps whole (its ``FamilySpec.protected``), importance criteria, custom pruners for our
+blocks (``FamilySpec.pass_through``) and ``resync`` of what they derive from channel counts.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from edge.core.errors import BadInput
+from edge.models.registry import all_families, family_spec
 from edge.flops import Complexity
 
 log = logging.getLogger(__name__)
@@ -21,20 +22,6 @@ TOLERANCE = 0.05  # |achieved FLOPs cut - target| allowed
 SEARCH_STEPS = 6
 SEARCH_TOL = 0.01
 MAX_CHANNEL_RATIO = 0.95
-
-# Module-path patterns (re.search) whose output channels are never pruned, per family.
-PROTECTED: dict[str, tuple[str, ...]] = {
-    # stem (conv_xy, conv_t), the residual stream (conv_c, branch1), the classifier
-    "x3d": (r"^blocks\.0\.", r"\.conv_c$", r"\.branch1_conv$", r"\.proj$"),
-    # stem, the ghost module that ends a block (residual stream, shift input), shortcuts,
-    # the stage-9 conv, the classifier; ghost1 (expansion), SE and head are pruned
-    "ghost": (r"^conv_stem$", r"\.ghost2\.", r"\.shortcut\.", r"^blocks\.9\.", r"^classifier$"),
-    # stem, everything on the stage stream (split by raw_chs/cheap_chs), the classifier;
-    # the inner width of every RegBottleneck (conv1 -> grouped conv2 -> conv3) is pruned
-    "gghost": (r"^stem\.", r"\.conv3$", r"\.downsample\.", r"\.cheap\.", r"\.merge\.4$", r"^fc$"),
-    # stem, every block.project (shift input / residual stream), the classifier
-    "convnet2d": (r"^stem\.", r"\.project$", r"^fc$"),
-}
 
 def _prefix_importance() -> Any:
     """Keep the lowest-index channels: the score falls with the channel index.  For
@@ -50,9 +37,6 @@ def _prefix_importance() -> Any:
 
     return PrefixImportance()
 
-
-# Families whose pruning groups are rooted in definition order (see _roots_in_definition_order).
-ROOTS_IN_DEFINITION_ORDER = ("ghost",)
 
 CRITERIA: dict[str, Callable[[], Any]] = {
     "l1": lambda: tp_module().importance.GroupMagnitudeImportance(p=1),
@@ -109,32 +93,18 @@ class PruneResult:
 # ----------------------------------------------------------------------------- graph fixes
 
 def resync(model: nn.Module) -> None:
-    """Recompute attributes our modules derive from channel counts, after torch-pruning
-    shrank their convs (it updates only torch's own modules).
-
-    GhostModule: ``out_chs`` = primary + cheap channels (torch-pruning removes a
-    primary channel together with its depthwise ghost map, so the concat stays even).
-    GhostNet / GGhostNet: ``num_features`` = the classifier's input features (the
-    forward reshapes to it).
-    """
-    from edge.models.ghost import GGhostNet, GhostModule, GhostNet
-
-    for m in model.modules():
-        if isinstance(m, GhostModule):
-            m.out_chs = m.primary_conv[0].out_channels + m.cheap_operation[0].out_channels
-        elif isinstance(m, GhostNet):
-            m.num_features = m.classifier.in_features
-        elif isinstance(m, GGhostNet):
-            m.num_features = m.fc.in_features
+    """Recompute attributes our modules derive from channel counts, after torch-pruning shrank
+    their convs (it updates only torch's own modules): every family's ``FamilySpec.resync``."""
+    for spec in all_families():
+        if spec.resync is not None:
+            spec.resync(model)
 
 
 def customized_pruners() -> dict[type, Any]:
-    """Our channel-wise, weightless modules that torch-pruning should treat as leaves
-    (not trace): the ghost nets' TemporalShift, whose per-fold slices and
-    concatenations blow up its graph (7 GB and minutes on ghost_tsm).  Its input is
-    protected, so the pruner only ever passes through it."""
-    from edge.models.ghost import TemporalShift
-
+    """Our channel-wise, weightless modules that torch-pruning should treat as leaves (not
+    trace): every family's ``FamilySpec.pass_through`` (the ghost nets' TemporalShift, whose
+    per-fold slices and concatenations blow up its graph).  Their inputs are protected, so the
+    pruner only ever passes through them."""
     tp = tp_module()
 
     class PassThrough(tp.pruner.BasePruningFunc):
@@ -149,22 +119,19 @@ def customized_pruners() -> dict[type, Any]:
         def get_in_channels(self, layer: nn.Module) -> None:
             return None
 
-    return {TemporalShift: PassThrough()}
+    return {t: PassThrough() for spec in all_families() for t in spec.pass_through}
 
 
 def protected_layers(model: nn.Module, family: str) -> list[nn.Module]:
-    """Modules whose output channels stay (see ``PROTECTED``)."""
-    if family not in PROTECTED:
-        raise BadInput(f"model family {family!r}: the pruner has no protected-layer list for it "
-                       f"(known: {', '.join(PROTECTED)})")
-    pats = [re.compile(p) for p in PROTECTED[family]]
+    """Modules whose output channels stay (the family's ``FamilySpec.protected``)."""
+    pats = [re.compile(p) for p in family_spec(family).protected]
     return [m for name, m in model.named_modules()
             if isinstance(m, _PRUNABLE) and any(p.search(name) for p in pats)]
 
 
 def check_supported(model: nn.Module) -> None:
     """Refuse models holding layer types the pruner does not know (named)."""
-    from edge.models import common, convnet2d, ghost, x3d  # noqa: F401  (our own blocks are handled)
+    all_families()  # our own blocks are handled: every family module imported
 
     ours = ("edge.models.",)
     for name, m in model.named_modules():

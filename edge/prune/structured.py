@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 
 from edge.core.errors import BadInput
-from edge.prune.graph import (CRITERIA, MAX_CHANNEL_RATIO, PROTECTED, ROOTS_IN_DEFINITION_ORDER, SEARCH_STEPS,
-                              SEARCH_TOL, TOLERANCE, PruneOptions, PruneResult, check_supported,
+from edge.models.registry import family_spec
+from edge.prune.graph import (CRITERIA, MAX_CHANNEL_RATIO, SEARCH_STEPS, SEARCH_TOL, TOLERANCE, PruneOptions, PruneResult, check_supported,
                               customized_pruners, protected_layers, resync, tp_module)
 from edge.flops import complexity
 from edge.prune.spec import spec_of
@@ -34,7 +34,7 @@ def _prune_once(model: nn.Module, example: torch.Tensor, family: str, opts: Prun
         pruning_ratio=channel_ratio, max_pruning_ratio=MAX_CHANNEL_RATIO,
         ignored_layers=protected_layers(m, family), round_to=opts.round_to,
         customized_pruners=customized_pruners())
-    if family in ROOTS_IN_DEFINITION_ORDER:
+    if family_spec(family).roots_in_definition_order:
         _roots_in_definition_order(pruner, m)
     with torch.no_grad():
         pruner.step()
@@ -117,7 +117,7 @@ def prune_model(model: nn.Module, family: str, input_shape: tuple[int, ...], opt
             c_max = max([q[1] for q in pts if q[0] >= MAX_CHANNEL_RATIO - 1e-9] or [cut(MAX_CHANNEL_RATIO)[0]])
             raise BadInput(f"{who}: FLOPs cut {target:.2f} unreachable - the max reachable cut is {c_max:.3f} "
                            f"(channel ratio {MAX_CHANNEL_RATIO} on every prunable layer; the {family} layers "
-                           f"matching {', '.join(PROTECTED[family])} keep their channels)")
+                           f"matching {', '.join(family_spec(family).protected)} keep their channels)")
         raise BadInput(f"{who}: FLOPs cut {target:.2f} unreachable within {TOLERANCE}: the nearest is {c:.3f} "
                        f"(channel ratio {p:.3f}); try --round-to 1 or another ratio")
     _check_runs(pm, example)

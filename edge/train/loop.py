@@ -24,7 +24,7 @@ from calib_data.tensor import to_tensor
 from edge.core.errors import BadInput
 from edge.evaluate import evaluate, models_of
 from edge.models.registry import model_info
-from edge.models.slim import SLIMMABLE, SlimConfig, SlimNet, config_grid
+from edge.models.slim import SlimConfig, SlimNet, config_grid, slimmable
 from edge.train.config import TrainConfig, TrainResult
 from edge.train.data import ClipCache, build_cache, calib_batches
 from edge.train.dist import Dist, barrier, init_distributed, train_device
@@ -58,8 +58,8 @@ class _Run:
 
 def _check(cfg: TrainConfig, resume: bool) -> Path:
     model_info(cfg.model)
-    if cfg.mutual and cfg.model not in SLIMMABLE:
-        raise BadInput(f"--mutual: model {cfg.model!r} is not slimmable; slimmable: {', '.join(SLIMMABLE)}")
+    if cfg.mutual and cfg.model not in slimmable():
+        raise BadInput(f"--mutual: model {cfg.model!r} is not slimmable; slimmable: {', '.join(slimmable())}")
     out = Path(cfg.out)
     if out.exists() and not resume:
         raise BadInput(f"{out}: exists; pass --resume to continue that run or choose another --out")
