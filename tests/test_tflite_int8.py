@@ -7,7 +7,6 @@ Compiling needs litert-torch (the ``tflite`` extra); running needs ai-edge-liter
 """
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +38,8 @@ class Small3d(nn.Module):
         return self.fc(y.mean(dim=(2, 3, 4)))
 
 
-def _target(io: str | None = None) -> tflite.TfliteTarget:
-    # TargetOptions.quant carries the int8 interface choice as ``io`` (QuantSettings)
-    quant = types.SimpleNamespace(io=io) if io else None
-    t = get_target("tflite", TargetOptions(threads=1, quant=quant))  # type: ignore[arg-type]
+def _target() -> tflite.TfliteTarget:
+    t = get_target("tflite", TargetOptions(threads=1))
     if not t.available():
         pytest.skip(t.unavailable_reason())
     if not t.can_compile():
@@ -100,9 +97,7 @@ def test_int8_flatbuffer_is_integer_and_close_to_fp32(int8_pair: tuple) -> None:
     assert np.mean(agree) >= 0.9
 
 
-def test_int8_bad_calibration_and_interface(tmp_path: Path) -> None:
+def test_int8_bad_calibration(tmp_path: Path) -> None:
     t = _target()
     with pytest.raises(BadInput, match="calibration clip 0 has shape"):
         t.compile(_model(), VARIANT, tmp_path / "a", calib=[np.zeros((1, 3, 2, 16, 16), np.float32)] * 4)
-    with pytest.raises(BadInput, match="interface 'float' is not available: ai-edge-quantizer"):
-        _target("float").compile(_model(), VARIANT, tmp_path / "b", calib=_clips(4, 0))
