@@ -16,9 +16,9 @@ clips when given, else seeded N(0, 1) clips).
 
 Precision ``int8`` (Vitis AI DPU rule: symmetric, per-tensor, power-of-two
 scales, int32 accumulators and bias): export -> lower (fp32) -> :func:`quant.pow2.quantize`
-calibrated on ``calib`` (a :class:`quant.calib.CalibSet` or any clips; default
-the shipped calibration set; method: CalibSet "minmax" -> pow2 "maxabs", no
-clipping; "percentile"/"entropy" -> pow2 "mse") -> check -> ``model.onnx`` is the
+calibrated on ``calib`` (a :class:`quant.calib.CalibSet` or any clips, passed by the
+caller - ``edge.compile`` reads the shipped set when the user gives none; method:
+CalibSet "minmax" -> pow2 "maxabs", no clipping; "percentile"/"entropy" -> pow2 "mse") -> check -> ``model.onnx`` is the
 QDQ model (int8 Quantize/DequantizeLinear, zero point 0, scales 2^-f).
 ``notes.quant`` records the scheme, method, clip count and the simulator's
 resource estimate (MACs, weight/activation bytes, peak on-chip buffer).
@@ -184,11 +184,12 @@ class SimRunner:
 
 
 def _calibration(calib: Iterable[np.ndarray] | None, variant: "Variant") -> tuple[list[np.ndarray], str]:
-    """Calibration clips and pow2 method; default: the shipped calibration set."""
-    from quant.calib import CalibSet, calib_clips, check_clips, read_calib
+    """Calibration clips and pow2 method from the caller's ``calib``."""
+    from quant.calib import CalibSet, calib_clips, check_clips
 
     if calib is None:
-        calib = read_calib(None, variant.input_shape, progress=False)
+        raise BadInput("fpga int8: no calibration clips given (the caller passes them; edgevid compile reads "
+                       "the shipped calibration set when --calib is absent)")
     clips, method = calib_clips(calib)
     check_clips(clips, variant.input_shape, getattr(calib, "path", "calibration clips"))
     if not clips:

@@ -17,8 +17,8 @@ dequantized once when XNNPACK loads them: compute stays fp32 on x86 CPUs.
 
 int8 = full-integer static quantization: the fp32 flatbuffer is rewritten by
 ai-edge-quantizer (LiteRT's quantizer) with its ``static_wi8_ai8`` recipe,
-calibrated by running the calibration clips (a ``quant.calib.CalibSet``; default
-the shipped calibration set) through the float model: int8 conv / FC weights
+calibrated by running the caller's calibration clips (a ``quant.calib.CalibSet``)
+through the float model: int8 conv / FC weights
 (symmetric per output channel), int8 activations per tensor, int32 bias; every op
 of the lowered X3D (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, PAD,
 SLICE, MEAN, ...) runs in int8 under XNNPACK.  The interface tensors are int8 too

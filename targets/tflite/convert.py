@@ -59,11 +59,12 @@ def _env(name: str, value: str | None) -> Iterator[None]:
 
 
 def calibration(calib: Iterable[np.ndarray] | None, variant: "Variant") -> tuple[list[np.ndarray], str]:
-    """Calibration clips (default: the shipped calibration set) and where they came from."""
-    from quant.calib import calib_clips, check_clips, read_calib
+    """The caller's calibration clips and where they came from."""
+    from quant.calib import calib_clips, check_clips
 
     if calib is None:
-        calib = read_calib(None, variant.input_shape, progress=False)
+        raise BadInput("tflite int8: no calibration clips given (the caller passes them; edgevid compile reads "
+                       "the shipped calibration set when --calib is absent)")
     clips, _ = calib_clips(calib)
     where = str(getattr(calib, "path", "calibration clips"))
     check_clips(clips, variant.input_shape, where)
