@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Protocol, Union, runti
 
 import numpy as np
 
+from edge.core.enums import ArtifactStatus
 from edge.core.errors import BadInput
 from edge.core.io import sha256_file
 from quant.spec import TensorSpec
@@ -57,8 +58,11 @@ class Artifact:
     files: Mapping[str, str]
     tools: Mapping[str, str] = field(default_factory=dict)
     fidelity: Mapping[str, Any] | None = None
-    status: str = "ok"
+    status: ArtifactStatus = ArtifactStatus.OK
     notes: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", ArtifactStatus(self.status))  # a word from JSON or a caller
 
     @property
     def model_path(self) -> Path:
@@ -68,7 +72,7 @@ class Artifact:
         return {"format": FORMAT, "version": VERSION, "target": self.target, "variant": self.variant,
                 "precision": self.precision, "input": self.input.to_json(), "output": self.output.to_json(),
                 "model_file": self.model_file, "files": dict(self.files), "tools": dict(self.tools),
-                "fidelity": None if self.fidelity is None else dict(self.fidelity), "status": self.status,
+                "fidelity": None if self.fidelity is None else dict(self.fidelity), "status": str(self.status),
                 "notes": dict(self.notes)}
 
     def write(self) -> "Artifact":
@@ -108,7 +112,7 @@ class Artifact:
             art = cls(path, str(d["target"]), str(d["variant"]), str(d["precision"]),
                       TensorSpec.from_json(d["input"]), TensorSpec.from_json(d["output"]), str(d["model_file"]),
                       {str(k): str(v) for k, v in d["files"].items()}, dict(d.get("tools", {})),
-                      d.get("fidelity"), str(d.get("status", "ok")), dict(d.get("notes", {})))
+                      d.get("fidelity"), ArtifactStatus(d.get("status", "ok")), dict(d.get("notes", {})))
         except BadInput:
             raise
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
