@@ -135,7 +135,7 @@ def skip_reason(artifact: Artifact) -> str:
     """Why ``artifact`` cannot be measured here (empty when it can): a failed build, a
     target this edgevid does not know or has no module for, or an absent runtime."""
     if artifact.status != "ok":
-        return f"artifact status is {artifact.status!r} (the build failed)"
+        return f"artifact status is {str(artifact.status)!r} (the build failed)"
     if artifact.target not in TARGETS:
         return f"unknown target {artifact.target!r} (this edgevid knows {', '.join(TARGETS)})"
     try:

@@ -12,4 +12,4 @@ def check_artifact(artifact: Artifact, target: str) -> None:
     if artifact.target != target:
         raise BadInput(f"{artifact.path}: artifact was compiled for target {artifact.target!r}, not {target!r}")
     if artifact.status != "ok":
-        raise BadInput(f"{artifact.path}: artifact status is {artifact.status!r}, not 'ok'")
+        raise BadInput(f"{artifact.path}: artifact status is {str(artifact.status)!r}, not 'ok'")

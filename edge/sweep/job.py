@@ -279,7 +279,7 @@ def build(config: SweepConfig, variant: Variant, target: str) -> Built:
         return Built(BuildOutcome.FAILED,
                      reason=f"compile failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     if art.status != "ok":
-        return Built(BuildOutcome.FAILED, reason=f"compile produced an artifact with status {art.status!r}")
+        return Built(BuildOutcome.FAILED, reason=f"compile produced an artifact with status {str(art.status)!r}")
     return Built(BuildOutcome.COMPILED, art)
 
 
