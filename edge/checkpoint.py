@@ -10,9 +10,7 @@ run is refused with a message that says so.  Saving is atomic (write + rename).
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from edge.core.errors import BadInput
+from edge.core.io import atomic_write
 from edge.core.variant import Variant
 
 FORMAT = "edgevid"
@@ -121,9 +120,7 @@ def clip_sampling(meta: Mapping[str, Any] | None, path: str | Path = "checkpoint
 
 def save_checkpoint(path: str | Path, model: nn.Module, variant: Variant, num_classes: int,
                     meta: Mapping[str, Any] | None = None) -> Path:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (:func:`atomic_save`)."""
     payload = {"format": FORMAT, "version": VERSION, "variant": variant.tag, "num_classes": num_classes,
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "meta": dict(meta or {})}
@@ -131,19 +128,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, variant: Variant, num_cl
 
 
 def atomic_save(payload: object, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: ``path`` is
-    either the old file or the whole new one, never half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through :func:`edge.core.io.atomic_write`: ``path`` is either the old
+    file or the whole new one, never half written."""
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_model(path: str | Path, variant: Variant | None = None) -> tuple[nn.Module, Checkpoint]:

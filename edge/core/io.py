@@ -3,15 +3,17 @@ write-then-rename so that a reader never sees half a file.
 
 - ``read_json(path, what) -> Any``: ``BadInput`` naming the file when missing/unreadable/not JSON.
 - ``sha256_file(path) -> str``: hex digest, read in 1 MiB chunks.
-- ``atomic_write_bytes(path, data)`` / ``atomic_write_text(path, text)``: temporary file + ``os.replace``.
+- ``atomic_write(path, write)``: ``write(tmp)`` into a fresh temporary file beside ``path``, then
+  ``os.replace``; ``atomic_write_bytes(path, data)`` / ``atomic_write_text(path, text)`` on top of it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge.core.errors import BadInput
 
@@ -37,13 +39,27 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` into a fresh temporary file beside ``path``, then rename it onto ``path``:
+    ``path`` is either the old file or the whole new one, never half written; on any failure
+    the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """:func:`atomic_write` of ``data``."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
