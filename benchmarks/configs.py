@@ -11,7 +11,7 @@ measurements of its newest artifact; a prediction stands only where nothing is m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from benchmarks.record import Stats
 from benchmarks.store import DeviceRow, MeasurementRow, Store
@@ -138,3 +138,15 @@ def resolve_metric(configs: Sequence[Config], metric: str | None) -> str:
     if len(keys) > 1:
         raise BadInput(f"top-1 figures on several datasets ({', '.join(keys)}); choose one with --metric")
     return keys[0] if keys else DEFAULT_METRIC
+
+
+def accuracy_text(accuracy: Mapping[str, float], metric: str, digits: int = 3) -> str:
+    """``metric``'s value as shown in tables: with its 95% interval and clip count when the
+    store holds them (``top1_low``/``top1_high``/``top1_clips``, a measured top-1), "-" if unknown."""
+    value = accuracy.get(metric)
+    if value is None:
+        return "-"
+    low, high, n = (accuracy.get(f"{metric}_{k}") for k in ("low", "high", "clips"))
+    if low is None or high is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}-{high:.{digits}f}]" + ("" if n is None else f" n={n:.0f}")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.configs import Config, configurations, resolve_metric
+from benchmarks.configs import Config, accuracy_text, configurations, resolve_metric
 from benchmarks.select import Budget, pareto_front, rank
 from benchmarks.store import DeviceRow, Store
 from edge.core.errors import BadInput
@@ -102,6 +102,10 @@ def pareto_plot(configs: Sequence[Config], metric: str, title: str) -> str | Non
     for c in known:
         ax.scatter(c.stats.p50, c.accuracy[metric], s=40, marker="o",
                    facecolors="none" if c.predicted else colors[c.target], edgecolors=colors[c.target])
+        low, high = c.accuracy.get(f"{metric}_low"), c.accuracy.get(f"{metric}_high")
+        if low is not None and high is not None:  # a measured top-1: its 95% interval
+            ax.errorbar(c.stats.p50, c.accuracy[metric], yerr=[[c.accuracy[metric] - low], [high - c.accuracy[metric]]],
+                        color=colors[c.target], alpha=0.35, lw=1, capsize=2)
     front = pareto_front(rank(known, Budget(1e12, "p50"), metric))
     if front:
         ax.step([r.latency for r in front], [r.accuracy for r in front], where="post", color="k", lw=1, alpha=0.6,
@@ -217,7 +221,7 @@ def _config_rows(configs: Sequence[Config], metric: str) -> list[list[Any]]:
         rows.append([c.variant, c.target, c.precision, c.threads, c.source, c.measurements or "-",
                      approx + _fmt(s.min), approx + _fmt(s.p50), approx + _fmt(s.p90), approx + _fmt(s.p99),
                      approx + _fmt(s.mean) + std, approx + _fmt(s.throughput, 1),
-                     approx + _fmt(c.peak_mb, 0), _fmt(c.accuracy.get(metric), 4)])
+                     approx + _fmt(c.peak_mb, 0), accuracy_text(c.accuracy, metric)])
     return rows
 
 
@@ -249,7 +253,8 @@ def build(store: Store, metric: str | None = None, baseline: str | None = None
     n_pred = sum(c.predicted for s in sections for c in s.configs)
     parts = [f"<h1>edgevid latency report</h1><p class='note'>store {html.escape(str(store.path))}, "
              f"{len(sections)} device(s), generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-             f"Accuracy: <b>{html.escape(metric)}</b> from the store's accuracy table ('-' = unknown). "
+             f"Accuracy: <b>{html.escape(metric)}</b> from the store's accuracy table ('-' = unknown); a measured "
+             f"top-1 (the artifact run on labelled held-out clips) shows its 95% interval [low-high] and clip count n. "
              f"Latency per call at batch 1; statistics over every timed call of a configuration's measurements. "
              + (f"<span class='badge'>{n_pred} predicted configuration(s)</span>: figures marked ≈ in "
                 "<span class='pred'>italics</span> and hollow/hatched in plots are predictions of "
@@ -325,7 +330,7 @@ def _md_device(s: DeviceSection, metric: str, base: str | None, ups: Sequence[di
            _md_table(("variant", "target", "precision", "threads", "source", "p50 ms", "p90 ms", "peak MiB", metric),
                      [[c.variant, c.target, c.precision, c.threads, c.source,
                        ("≈" if c.predicted else "") + _fmt(c.stats.p50), ("≈" if c.predicted else "")
-                       + _fmt(c.stats.p90), _fmt(c.peak_mb, 0), _fmt(c.accuracy.get(metric), 4)]
+                       + _fmt(c.stats.p90), _fmt(c.peak_mb, 0), accuracy_text(c.accuracy, metric)]
                       for c in s.configs])]
     if ups:
         out += [f"\nSpeed-up vs {base} (p50, same variant and threads):\n",

@@ -8,20 +8,25 @@ compared with PyTorch's (``notes.check``: max abs diff and cosine; a smoke test 
 the artifact, not an accuracy figure).
 
 int8: the calibration clips (``quant.calib.CalibSet``; default: the shipped
-calibration set) go to the target's ``compile``; afterwards the artifact's
-fidelity against the fp32 PyTorch model is measured on the CalibSet's held-out
-clips (``quant.fidelity``) and stored in ``artifact.json`` ``fidelity``; below
-``min_agreement`` top-1 agreement the artifact is kept, marked ``failed``, and
-``GateFailed`` is raised.  Targets that cannot run here (tensorrt without a
-GPU) are measured on their QDQ ONNX model with ONNX Runtime on the CPU.
+calibration set) go to the target's ``compile``.
+
+Every artifact, fp32 and int8: its own top-1 on the labelled held-out clips of its
+checkpoint (``edge.heldout``: 300 for the shipped one, or ``accuracy_data``) goes
+to ``notes.accuracy`` with the clip count and a 95% interval; int8 also gets its
+fidelity against fp32 (``artifact.json`` ``fidelity``) and must pass the gate
+(``edge.gate``: top-1 drop with labels, logit SQNR without), else it is kept,
+marked ``failed``, and ``GateFailed`` is raised.  Targets that cannot run here
+(tensorrt without a GPU) are measured on their QDQ ONNX model with ONNX Runtime
+on the CPU.
 
 A pruned variant (``prune > 0``) is rebuilt from its pruned checkpoint
 (``edge.prune.load_pruned``; the recorded ratio must match).  A slimmable
 (MutualNet) checkpoint is materialised at the variant's width, resolution and
 frames (``edge.models.slim.materialize``: sliced weights, that configuration's BN
-post-statistics).  From any checkpoint, the configuration's held-out top-1 in the
-checkpoint's accuracy table goes to ``notes.accuracy`` (``None`` when the table
-lacks it) and its class names to ``notes.classes``.
+post-statistics).  From any checkpoint, the configuration's row of the
+checkpoint's accuracy table (PyTorch fp32) goes to ``notes.accuracy_table`` and its
+class names to ``notes.classes``.  Untrained weights are seeded (``seed``): the same
+command builds the same artifact.
 """
 from __future__ import annotations
 
@@ -36,6 +41,8 @@ import numpy as np
 import torch
 
 from edge.checkpoint import load_checkpoint, load_model
+from edge.gate import Gate, measure_artifact
+from edge.heldout import accuracy_source, labelled_clips
 from quant.ort_session import ort_session
 from edge.core.errors import BadInput, GateFailed
 from edge.models import create_model
@@ -51,7 +58,7 @@ log = logging.getLogger(__name__)
 
 CHECK_SEED = 0
 ONNX_FED = frozenset({"onnxruntime", "openvino", "tensorrt", "fpga"})  # targets that compile from an ONNX file
-MIN_AGREEMENT = 0.99
+MIXED_AGREEMENT = 0.99  # --mixed without --min-agreement: the candidates' agreement floor (edge.mixed)
 
 
 def _prepare_out(out_dir: Path) -> None:
@@ -72,16 +79,22 @@ def _swap_in(tmp: Path, out_dir: Path) -> None:
 
 def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: str | Path | None = None,
                     options: TargetOptions | None = None, calib: "CalibSet | None" = None,
-                    min_agreement: float = MIN_AGREEMENT, mixed: bool = False,
-                    onnx_cache: str | Path | None = None) -> Artifact:
-    """Build ``variant`` (from ``ckpt`` when given) and compile it for ``target`` into ``out_dir``.
+                    gate: Gate | None = None, mixed: bool = False, onnx_cache: str | Path | None = None,
+                    accuracy_data: str | Path | None = None, seed: int = 0) -> Artifact:
+    """Build ``variant`` (from ``ckpt`` when given, else untrained with ``seed``) and
+    compile it for ``target`` into ``out_dir``.
 
     Input of the artifact: (1, 3, variant.frames, variant.resolution, variant.resolution)
     float32; output (1, num_classes) logits.  int8: ``calib`` (default: read from the
-    shipped calibration set) calibrates; fidelity on its held-out clips must reach
-    ``min_agreement`` top-1 agreement, else ``GateFailed`` (artifact kept, status "failed").
-    ``mixed`` (int8, onnxruntime/openvino): accuracy-aware mixed precision (``edge.mixed``).
+    shipped calibration set) calibrates.  Then (``edge.gate``) the artifact's top-1 on
+    the labelled held-out clips (``accuracy_data``, else the checkpoint's own:
+    ``edge.heldout``) goes to ``notes.accuracy``, and an int8 artifact must pass
+    ``gate`` (default :class:`edge.gate.Gate`), else ``GateFailed`` (artifact kept,
+    status "failed").  ``mixed`` (int8): accuracy-aware int8 - on OpenVINO with
+    labelled clips NNCF's ``quantize_with_accuracy_control`` at ``gate.max_drop``,
+    otherwise (onnxruntime, or no labels) the agreement-floor search of ``edge.mixed``.
     """
+    gate = gate or Gate()
     tgt = get_target(target, options)
     if variant.precision == "int8":
         from quant.calib import read_calib
@@ -104,7 +117,10 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
     elif ckpt is not None:
         model, ckpt_notes = build_from_checkpoint(ckpt, variant)
     else:
+        torch.manual_seed(seed)  # untrained weights: the same command builds the same artifact
         model = create_model(variant).eval()
+    held = accuracy_source(ckpt, accuracy_data)
+    labelled = labelled_clips(held, variant.input_shape, ckpt_notes.get("classes"))  # type: ignore[arg-type]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; an artifact is meant to be shared
     try:
@@ -112,10 +128,12 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
             source: torch.nn.Module | Path = model
             if onnx_cache is not None and ckpt is not None and target in ONNX_FED:
                 source = cached_export(model, variant, ckpt, Path(onnx_cache))
-            if mixed and calib is not None:  # int8: keep sensitive layers float, fastest config meeting the floor
+            if mixed and calib is not None and target == "openvino" and labelled is not None:
+                accuracy_controlled(tgt, source, variant, tmp, calib, labelled, gate.max_drop)
+            elif mixed and calib is not None:  # int8: keep sensitive layers float, fastest config meeting the floor
                 from edge.mixed import compile_mixed
 
-                compile_mixed(tgt, model, variant, tmp, calib, min_agreement)
+                compile_mixed(tgt, model, variant, tmp, calib, gate.min_agreement or MIXED_AGREEMENT)
             else:
                 tgt.compile(source, variant, tmp, calib=calib)
         except GateFailed as e:
@@ -135,13 +153,25 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
         art = art.with_(notes={**art.notes, "check": parity_check(tgt.load(art), ref)}).write()
     if calib is not None:
         art = art.with_(notes={**art.notes, "calibration": calib.record()}).write()
-        art = _gate_fidelity(art, tgt, ref, calib, min_agreement,
-                             "fp32 ONNX export on onnxruntime" if isinstance(source, Path) else "PyTorch fp32")
-        acc = quantized_accuracy(art.notes.get("accuracy"), art.fidelity)
-        if acc is not None:
-            art = art.with_(notes={**art.notes, "accuracy": acc}).write()
+    reference = "fp32 ONNX export on onnxruntime" if isinstance(source, Path) else "PyTorch fp32"
+    art = measure_artifact(art, tgt, ref, reference, calib, labelled, gate, held,
+                           source if isinstance(source, Path) else None)
     log.info("compiled %s for %s into %s", variant.tag, target, out_dir)
     return art
+
+
+def accuracy_controlled(tgt: Target, source: "torch.nn.Module | Path", variant: Variant, workdir: Path,
+                        calib: "CalibSet", labelled: object, max_drop: float) -> Artifact:
+    """``--mixed`` on OpenVINO with labelled clips: NNCF's accuracy control (``quant.openvino``)
+    keeps float what it must for the top-1 on ``labelled`` to stay within ``max_drop``."""
+    from dataclasses import replace
+
+    from quant.settings import QuantSettings
+
+    options = tgt.options
+    quant = replace(options.quant or QuantSettings(), max_drop=max_drop)
+    controlled = get_target(tgt.name, replace(options, quant=quant))
+    return controlled.compile(source, variant, workdir, calib=replace(calib, labelled=labelled))
 
 
 def cached_export(model: torch.nn.Module, variant: Variant, ckpt: str | Path, cache: Path) -> Path:
@@ -209,7 +239,7 @@ def _slim_checkpoint(path: str, mtime_ns: int, size: int) -> tuple["SlimNet", di
 
 def build_from_checkpoint(ckpt: str | Path, variant: Variant) -> tuple[torch.nn.Module, dict[str, object]]:
     """``variant``'s model from ``ckpt`` (plain or slimmable) in eval mode, and notes
-    for its artifact: ``accuracy``, the held-out record from the checkpoint's
+    for its artifact: ``accuracy_table``, the held-out record from the checkpoint's
     ``meta["accuracy"]`` (or ``None``), and ``classes``, the class names (when known).
 
     A slimmable checkpoint is materialised at the variant's configuration (which
@@ -232,28 +262,13 @@ def build_from_checkpoint(ckpt: str | Path, variant: Variant) -> tuple[torch.nn.
 
 
 def checkpoint_notes(meta: Mapping[str, object], variant: Variant) -> dict[str, object]:
-    """Artifact notes from a checkpoint's meta: ``accuracy`` (see :func:`accuracy_of`)
+    """Artifact notes from a checkpoint's meta: ``accuracy_table`` (see :func:`accuracy_of`)
     and, when recorded, ``classes`` (the class names)."""
-    notes: dict[str, object] = {"accuracy": accuracy_of(meta, variant)}
+    notes: dict[str, object] = {"accuracy_table": accuracy_of(meta, variant)}
     classes = meta.get("classes")
     if isinstance(classes, list) and all(isinstance(c, str) for c in classes):
         notes["classes"] = list(classes)
     return notes
-
-
-def quantized_accuracy(fp32: object, fidelity: Mapping[str, object] | None) -> dict[str, object] | None:
-    """The accuracy note of a quantized artifact from its fp32 model's (``fp32``, a row of
-    the checkpoint's table) and its fidelity: top-1 bounded below by the fp32 top-1 minus
-    the int8/fp32 disagreement rate on the held-out clips (where both agree, both are right
-    or both wrong).  ``None`` when either figure is missing."""
-    if not isinstance(fp32, Mapping) or not isinstance(fp32.get("top1"), (int, float)) or not fidelity:
-        return None
-    agreement = fidelity.get("agreement")
-    if not isinstance(agreement, (int, float)):
-        return None
-    top1 = float(fp32["top1"])  # type: ignore[arg-type]
-    return {**fp32, "top1": max(0.0, top1 - (1.0 - float(agreement))), "top1_fp32": top1, "bound": "lower",
-            "how": f"fp32 top-1 minus the disagreement rate with fp32 on {fidelity.get('clips')} held-out clips"}
 
 
 def _is_slim(ckpt: str | Path) -> bool:
@@ -278,53 +293,6 @@ def accuracy_of(meta: Mapping[str, object], variant: Variant) -> dict[str, objec
                 and row.get("resolution") == variant.resolution and row.get("frames") == variant.frames):
             return {k: row[k] for k in ("config", "top1", "clips", "params", "gflops") if k in row}
     return None
-
-
-def _fidelity_runner(art: Artifact, tgt: Target) -> tuple[Runner | None, str]:
-    """(runner, what runs it): the artifact's own runner, or ONNX Runtime (CPU) on its
-    ONNX model when the target cannot run here but the model is ONNX (tensorrt unbuilt)."""
-    if art.status == "ok" and tgt.available():
-        return tgt.load(art), art.target
-    if art.model_file.endswith(".onnx"):
-        from targets.onnxruntime import OnnxRuntimeRunner, OnnxRuntimeTarget
-
-        ort_target = OnnxRuntimeTarget(TargetOptions(device="cpu"))
-        session = ort_target._session(art.model_path, ["CPUExecutionProvider"])
-        return OnnxRuntimeRunner(art, session), "onnxruntime CPU on the artifact's QDQ ONNX"
-    return None, ""
-
-
-def _gate_fidelity(art: Artifact, tgt: Target, ref: Reference, calib: "CalibSet", min_agreement: float,
-                   reference: str) -> Artifact:
-    """Measure fidelity against ``ref`` (described by ``reference``) on the held-out
-    clips, store it, and apply the agreement floor."""
-    from quant.fidelity import fidelity
-
-    runner, measured_with = _fidelity_runner(art, tgt)
-    if runner is None or not calib.held_out:
-        why = "no held-out clips" if runner is not None else f"{art.target} cannot run here"
-        log.warning("%s: fidelity not measured (%s)", art.path, why)
-        return art.with_(notes={**art.notes, "fidelity": f"not measured: {why}"}).write()
-    try:
-        got = np.concatenate([runner(c) for c in calib.held_out])
-    finally:
-        runner.close()
-    want = np.concatenate([ref(c) for c in calib.held_out])
-    fid = fidelity(want, got, calib.held_out_labels).to_json()
-    fid["min_agreement"] = min_agreement
-    fid["measured_with"] = measured_with
-    fid["reference"] = reference
-    art = art.with_(fidelity=fid).write()
-    if fid["agreement"] < min_agreement:
-        art = art.with_(status="failed").write()
-        raise GateFailed(f"{art.path}: int8 top-1 agreement {fid['agreement']:.3f} with fp32 on {fid['clips']} "
-                         f"held-out clips is below --min-agreement {min_agreement} (cosine {fid['cosine']:.4f}, "
-                         f"SQNR {_db(fid['sqnr_db'])} dB); artifact kept, marked failed")
-    return art
-
-
-def _db(x: float | str) -> str:
-    return x if isinstance(x, str) else f"{x:.1f}"
 
 
 def parity_check(runner: Runner, model: torch.nn.Module | Reference) -> dict[str, object]:

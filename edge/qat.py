@@ -109,7 +109,7 @@ def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | 
             runner.close()
     qat_notes = {"scheme": net.scheme, "epochs": res.epochs_done, "steps": res.steps, "config": asdict(cfg),
                  "data": str(data), "history": res.history, "fidelity_vs_qat_module": fid,
-                 "source_accuracy": notes.get("accuracy")}
+                 "source_accuracy": notes.get("accuracy_table")}
     art = art.with_(notes={**art.notes, "qat": qat_notes}).write()
     return {"artifact": str(art.path), "status": art.status, "variant": art.variant, "target": target,
             "qat_model": str(out / "qat_model.onnx"), "val_top1": res.history[-1].get("val_top1") if res.history

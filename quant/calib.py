@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class CalibSet:
     clips: calibration clips, each (1, 3, T, S, S) float32.
     held_out: fidelity clips, same shape, never shown to the quantizer.
     held_out_labels: label id per held-out clip (None when unlabelled).
+    labelled: labelled held-out clips (``quant.accuracy.LabelledClips``) for
+    accuracy-aware quantization (``QuantSettings.max_drop``), or None.
     method: calibration method, one of :data:`METHODS`.
     """
 
@@ -49,6 +51,7 @@ class CalibSet:
     method: str = "minmax"
     held_out: tuple[np.ndarray, ...] = ()
     held_out_labels: tuple[int | None, ...] = ()
+    labelled: Any = None  # quant.accuracy.LabelledClips: accuracy-aware int8 validates on them
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -106,8 +109,9 @@ def read_calib(path: str | Path | None, input_shape: Sequence[int], clips: int =
     the whole video, as the shipped MutualNet checkpoint was trained).
 
     When fewer videos are readable, the held-out share shrinks down to
-    :data:`MIN_HELD_OUT_CLIPS`; below that (or below :data:`MIN_CALIB_CLIPS`
-    calibration clips) ``BadInput``.
+    :data:`MIN_HELD_OUT_CLIPS`, then the calibration share (a warning says how many
+    were used; ``record()`` has the count); below :data:`MIN_CALIB_CLIPS` calibration
+    clips ``BadInput``.
     """
     import calib_data
     from tqdm import tqdm
@@ -127,9 +131,14 @@ def read_calib(path: str | Path | None, input_shape: Sequence[int], clips: int =
     for clip, label in tqdm(stream, total=want, desc="calibration clips", unit="clip", disable=not progress,
                             leave=False):
         got.append((clip, label))
-    if len(got) < MIN_CALIB_CLIPS + MIN_HELD_OUT_CLIPS or len(got) - clips < MIN_HELD_OUT_CLIPS:
-        raise BadInput(f"{source}: only {len(got)} usable clips, need {clips} calibration clips plus at least "
-                       f"{MIN_HELD_OUT_CLIPS} held-out clips for the fidelity check")
+    if len(got) < MIN_CALIB_CLIPS + MIN_HELD_OUT_CLIPS:
+        raise BadInput(f"{source}: only {len(got)} usable clips, need at least {MIN_CALIB_CLIPS} calibration clips "
+                       f"plus {MIN_HELD_OUT_CLIPS} held-out clips for the fidelity check")
+    if len(got) - clips < MIN_HELD_OUT_CLIPS:
+        used = len(got) - MIN_HELD_OUT_CLIPS
+        log.warning("%s: asked for %d calibration clips, only %d usable clips there: using %d for calibration "
+                    "and %d held out", source, clips, len(got), used, MIN_HELD_OUT_CLIPS)
+        clips = used
     order = np.random.default_rng(SPLIT_SEED).permutation(len(got))
     cal = [got[i] for i in order[:clips]]
     hold = [got[i] for i in order[clips:clips + held_out]]

@@ -57,6 +57,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from edge.core.chatter import captured
 from edge.core.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -172,14 +173,15 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
             # quantize_static cannot pass the histogram size to its entropy calibrator (see entropy_ranges)
             cache = cache or Path(tmp) / "ranges.json"
             entropy_ranges(src, Reader(input_name, list(clips)), recipe, cache)
-        quantize_static(str(src), str(dst), Reader(input_name, list(clips)), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
-                        nodes_to_exclude=excluded,
-                        per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
-                        activation_type=getattr(QuantType, recipe.activation_type),
-                        weight_type=getattr(QuantType, recipe.weight_type),
-                        calibrate_method=methods[recipe.method], extra_options=extra,
-                        calibration_cache_path=None if cache is None else str(cache))
+        with captured("onnxruntime.quantization"):  # "Please consider pre-processing ..." goes to the log
+            quantize_static(str(src), str(dst), Reader(input_name, list(clips)), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
+                            nodes_to_exclude=excluded,
+                            per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+                            activation_type=getattr(QuantType, recipe.activation_type),
+                            weight_type=getattr(QuantType, recipe.weight_type),
+                            calibrate_method=methods[recipe.method], extra_options=extra,
+                            calibration_cache_path=None if cache is None else str(cache))
     notes = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()}
     notes.update(tool="onnxruntime.quantization.quantize_static", format="QDQ", calib_clips=len(clips),
                  float_nodes=len(excluded), excluded_nodes=list(exclude))

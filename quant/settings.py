@@ -13,6 +13,9 @@
   activations).  OpenVINO only.
 - ``subset_size``: number of calibration clips NNCF uses (default all).
   OpenVINO only.
+- ``max_drop``: accuracy-aware int8 (``--mixed`` on OpenVINO): the largest top-1
+  drop (a fraction) ``nncf.quantize_with_accuracy_control`` may leave, measured on
+  the CalibSet's labelled clips (``CalibSet.labelled``).  OpenVINO only.
 - ``calib_cache``: ORT calibration-range cache file (JSON): written by the first
   quantization, reused by later ones over the same ONNX model, recipe and clips
   (the mixed-precision search calibrates once).  onnxruntime only.
@@ -36,8 +39,11 @@ class QuantSettings:
     preset: str = "performance"
     subset_size: int | None = None
     calib_cache: str | None = None
+    max_drop: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:
+            raise BadInput(f"--max-drop {self.max_drop!r}: must be a fraction in [0, 1]")
         if self.preset not in PRESETS:
             raise BadInput(f"--nncf-preset {self.preset!r} unknown; valid presets: {', '.join(PRESETS)}")
         if self.subset_size is not None and (isinstance(self.subset_size, bool) or self.subset_size < 1):

@@ -21,6 +21,8 @@ import onnx
 import torch
 import torch.nn as nn
 
+from edge.core.chatter import captured
+
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "clip"
@@ -48,7 +50,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, opset: int) -> 
 
 
 def _export_dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), captured("torch.onnx"):  # its progress lines go to the log
         warnings.simplefilter("ignore")
         # the dynamo exporter implements opset >= 18 only; down-conversion fails on Reduce ops
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=max(opset, 18),

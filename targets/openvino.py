@@ -3,28 +3,16 @@ the model compiled for the build device (``model.<device>.blob``) so that a load
 on the same device and OpenVINO version skips compilation.
 
 Front end: ONNX.  ``compile`` exports the torch module with ``targets.export`` and
-reads the ONNX file with OpenVINO's ONNX front end (``core.read_model``, what
-``ov.convert_model(path)`` does); the torch front end
-(``ov.convert_model(module, example_input=...)``) is not used.  Measured on
-X3D-XS (4x160) and X3D-S (13x160), same weights, CPU, 2 threads,
-INFERENCE_PRECISION_HINT f32, OpenVINO 2026.4, on the shared 2-core machine
-(load 4-6, so absolute times are inflated; /tmp script, 60 alternating pairs):
-
-=======  =========  =========================  ================  ==========================
-model    front end  convert (s)                p50 / p90 (ms)    paired ratio torch / ONNX
-=======  =========  =========================  ================  ==========================
-X3D-XS   ONNX       2.8 (+ ONNX export ~10)    174 / 212         1.057 (IQR 0.98-1.11)
-X3D-XS   torch      23.8                       189 / 213
-X3D-S    ONNX       3.8 (+ ONNX export ~14)    633 / 701         1.027 (IQR 0.99-1.08)
-X3D-S    torch      63.5                       653 / 713
-=======  =========  =========================  ================  ==========================
-
-Both give the same compiled graph (625 runtime nodes: 116 convolutions, ...)
-except the 15 squeeze-excitation/Swish elementwise chains, which the CPU plugin
-fuses into JIT "Subgraph" kernels from the ONNX front end's graph and leaves as
-"Eltwise" nodes from the torch front end's.  The ONNX front end is as fast or a
-few percent faster, converts several times faster, and shares the exported file
-with the other targets.  ``python -m benchmarks.studies.runtimes`` re-measures both.
+converts the ONNX file with ``ov.convert_model(path)`` - the ONNX front end plus
+OpenVINO's MOC transformations (Swish/HSwish/GELU fusion, ...).  ``core.read_model``
+(the ONNX reader alone) gives the same fp32 speed but a graph on which NNCF int8
+is barely faster than fp32 (X3D-S 0.84x instead of 0.53x, ``quant.openvino`` has
+the table and ``python -m benchmarks.studies.openvino_int8`` re-measures it).  The
+torch front end (``ov.convert_model(module, example_input=...)``) is not used: on
+X3D it converts several times slower (X3D-S 63.5 s vs 3.8 s) to the same fp32
+speed (paired ratio 1.03), its int8 is 0.86x the speed of ours on X3D-S, and it
+cannot convert convnet2d_s (avg_pool2d with a computed kernel); the exported ONNX
+file is shared with the other targets.
 
 Compiled-model cache: measured load (read + compile, median of 5, 2 threads) on
 the same machine: IR 592 / 765 ms (XS / S), ``core.import_model`` of the exported
@@ -219,9 +207,13 @@ class OpenVinoTarget:
 
 
 def _read(core: Any, onnx_path: str | Path) -> tuple[Any, list[str]]:
-    """(ov.Model, []) from the ONNX front end, or (None, reasons) when it cannot convert."""
+    """(ov.Model, []) from ``ov.convert_model`` (ONNX front end + MOC transformations:
+    Swish, GELU, ... fused), or (None, reasons) when it cannot convert.  ``core`` is
+    unused: ``core.read_model`` skips the MOC passes (see the module doc)."""
+    import openvino as ov
+
     try:
-        return core.read_model(str(onnx_path)), []
+        return ov.convert_model(str(onnx_path)), []
     except Exception as e:  # noqa: BLE001 - OpConversionFailure, GeneralFailure
         return None, _front_end_reasons(e)
 
@@ -269,6 +261,10 @@ def _quantize(model: Any, spec_in: Any, calib: Iterable[np.ndarray] | None, onnx
     exclude = resolve_exclude(load_onnx(onnx_path), settings.exclude) if settings.exclude else []
     config = NncfQuant(method=method, preset=settings.preset, ignored_scope=tuple(ov_names(model, exclude)),
                        subset_size=settings.subset_size)
-    qmodel, notes = quantize_ov(model, clips, config)
+    labelled = getattr(calib, "labelled", None)
+    if settings.max_drop is not None and labelled is None:
+        raise BadInput("openvino: accuracy-aware int8 (max_drop) needs labelled held-out clips "
+                       "(CalibSet.labelled; --accuracy-data)")
+    qmodel, notes = quantize_ov(model, clips, config, labelled, settings.max_drop)
     notes["excluded_nodes"] = exclude
     return qmodel, notes

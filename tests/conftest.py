@@ -29,3 +29,9 @@ def _reset_global_rngs() -> None:
         sys.modules["numpy"].random.seed(SEED)
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(SEED)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _edgevid_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Generated held-out sets (``edge.heldout``) go to a folder of this session, not ~/.cache."""
+    os.environ.setdefault("EDGEVID_CACHE", str(tmp_path_factory.mktemp("edgevid-cache")))

@@ -133,7 +133,7 @@ def test_ignore_tokens_resolve_to_node_names(tmp_path):
 def test_cli_flags_reach_compile(monkeypatch, tmp_path):
     seen = {}
 
-    def fake(variant, target, out, ckpt=None, options=None, calib=None, min_agreement=0.99, mixed=False):
+    def fake(variant, target, out, ckpt=None, options=None, calib=None, gate=None, mixed=False, **kw):
         seen.update(options=options, mixed=mixed, method=calib.method, clips=len(calib.clips))
         raise BadInput("stop here")
 
@@ -336,10 +336,13 @@ def test_unreachable_floor_keeps_the_best_found_marked_failed(tmp_path):
 
 
 @pytest.mark.slow
-def test_unreachable_floor_exits_1_with_the_best_found(tmp_path, capsys):
+def test_unreachable_floor_exits_1_with_the_best_found(tmp_path, capsys, monkeypatch):
+    import edge.compile
+
+    monkeypatch.setattr(edge.compile, "MIXED_AGREEMENT", 1.01)  # the search's floor without --min-agreement
     out = tmp_path / "art"
     rc = main(["compile", "--model", "x3d_xs", "--target", "onnxruntime", "--precision", "int8", "--frames", "2",
-               "--resolution", "32", "--calib-clips", "4", "--min-agreement", "1.01", "--mixed",
+               "--resolution", "32", "--calib-clips", "4", "--mixed",
                "--ignore", "Gemm", "--out", str(out), "--json"])
     cap = capsys.readouterr()
     assert rc == 1 and "no candidate reached agreement 1.01; best found:" in cap.err

@@ -3,6 +3,7 @@ targets: calibration clips (quant.calib), the ORT recipe choice (quant.ort), NNC
 (quant.openvino), fidelity figures (quant.fidelity), and ``edgevid compile
 --precision int8`` with its agreement floor."""
 import json
+import math
 from pathlib import Path
 import shutil
 
@@ -14,6 +15,7 @@ import torch.nn as nn
 
 import calib_data
 from edge.cli import main
+from edge.gate import Gate
 from edge.compile import compile_variant
 from edge.core.errors import BadInput
 from edge.models import create_model
@@ -296,9 +298,16 @@ def test_zoo_int8_compiles_with_fidelity(model, target, shipped64, realistic_mod
     else:
         variant, ckpt, calib = Variant(model, precision="int8", **SMALL), None, shipped64
     art = compile_variant(variant, target, tmp_path / "art", ckpt=ckpt, options=TargetOptions(threads=2),
-                          calib=calib, min_agreement=0.0)
+                          calib=calib, gate=Gate(max_drop=1.0, min_sqnr_db=-math.inf))
     fid = json.loads((art.path / ARTIFACT_JSON).read_text())["fidelity"]
-    assert art.status == "ok" and fid["clips"] == 4 and fid["measured_with"] == target, fid
+    # the trained checkpoint: fidelity and top-1 on its 300 labelled held-out clips; untrained: the held-out calib clips
+    assert art.status == "ok" and fid["clips"] == (300 if ckpt else 4) and fid["measured_with"] == target, fid
+    if ckpt:
+        acc = art.notes["accuracy"]
+        assert acc["clips"] == 300 and acc["top1"] == fid["top1_int8"] and acc["measured_with"] == target
+        assert fid["top1_drop"] == pytest.approx(fid["reference_top1"]["top1"] - acc["top1"], abs=1e-6)
+    else:
+        assert art.notes["accuracy"]["top1"] is None and "untrained" in art.notes["accuracy"]["reason"]
     assert 0.0 <= fid["agreement"] <= 1.0 and -1.0 <= fid["cosine"] <= 1.0 and fid["cosine"] > 0.9, fid
     assert fid["sqnr_db"] > 0, fid
     assert art.notes["calibration"]["clips"] == 6 and art.notes["calibration"]["method"] == "minmax"
@@ -308,20 +317,32 @@ def test_zoo_int8_compiles_with_fidelity(model, target, shipped64, realistic_mod
 
 
 @pytest.mark.slow
-def test_cli_min_agreement_above_one_fails_and_keeps_artifact(tmp_path, capsys):
+def test_cli_gate_failure_keeps_the_artifact_marked_failed(tmp_path, capsys):
+    """Untrained weights have no labelled clips: the gate is logit SQNR; 200 dB fails."""
     out = tmp_path / "art"
     rc = main(["compile", "--model", "x3d_xs", "--target", "onnxruntime", "--precision", "int8", "--frames", "2",
-               "--resolution", "32", "--calib-clips", "4", "--min-agreement", "1.01", "--out", str(out), "--json"])
+               "--resolution", "32", "--calib-clips", "4", "--min-sqnr", "200", "--out", str(out), "--json"])
     cap = capsys.readouterr()
-    assert rc == 1 and "below --min-agreement 1.01" in cap.err
+    assert rc == 1 and "below --min-sqnr 200 dB" in cap.err
     shown = json.loads(cap.out)
     manifest = json.loads((out / ARTIFACT_JSON).read_text())
     assert manifest["status"] == "failed" == shown["status"]
-    assert manifest["fidelity"]["min_agreement"] == 1.01 and 0.0 <= manifest["fidelity"]["agreement"] <= 1.0
+    assert manifest["fidelity"]["gate"]["min_sqnr_db"] == 200 and 0.0 <= manifest["fidelity"]["agreement"] <= 1.0
     assert manifest["notes"]["calibration"]["clips"] == 4 and manifest["notes"]["calibration"]["method"] == "minmax"
     assert "QuantizeLinear" in _qdq_ops(out / "model.onnx")
     with pytest.raises(BadInput, match="status is 'failed'"):
         get_target("onnxruntime").load(Artifact.read(out))
+
+
+@pytest.mark.parametrize("flag, value, why", [
+    ("--max-drop", "1.5", "--max-drop 1.5: must be a fraction in [0, 1]"),
+    ("--max-drop", "-0.1", "--max-drop -0.1: must be a fraction in [0, 1]"),
+    ("--min-agreement", "1.01", "--min-agreement 1.01: must be in [0, 1]")])
+def test_cli_gate_flags_out_of_range_are_bad_input(tmp_path, capsys, flag, value, why):
+    rc = main(["compile", "--model", "x3d_xs", "--target", "onnxruntime", "--precision", "int8", "--frames", "2",
+               "--resolution", "32", "--calib-clips", "4", flag, value, "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert rc == 2 and why in err and "Traceback" not in err and not (tmp_path / "a").exists()
 
 
 def test_cli_calib_only_with_int8(tmp_path, capsys):
@@ -336,6 +357,6 @@ def test_tensorrt_int8_fidelity_measured_on_the_qdq_onnx(shipped64, realistic_mo
         pytest.skip("TensorRT present: its own runner measures fidelity (covered by the GPU runs)")
     calib = read_calib(None, (1, 3, 2, 32, 32), clips=4, held_out=3, progress=False)
     art = compile_variant(Variant("x3d_xs", frames=2, resolution=32, precision="int8"), "tensorrt",
-                          tmp_path / "art", calib=calib, min_agreement=0.0)
+                          tmp_path / "art", calib=calib, gate=Gate(min_sqnr_db=-math.inf))
     assert art.status == "unbuilt" and art.fidelity["clips"] == 3
     assert art.fidelity["measured_with"].startswith("onnxruntime CPU") and art.fidelity["sqnr_db"] > 0

@@ -80,6 +80,7 @@ def test_threads_default_to_the_harness_default(tmp_path):
     ('width = [1.0]\n', "model", None),
     ('model = "x3d_xs"\njobs = 0\n', "jobs", "0"),
     ('model = "x3d_xs"\nmin_agreement = 1.5\n', "min_agreement", "1.5"),
+    ('model = "x3d_xs"\nmax_drop = 2\n', "max_drop", "2.0"),
     ('model = "x3d_xs"\ncalib_mode = "random"\n', "calib_mode", "random"),
     ('model = "x3d_xs"\ncalib_clips = 0\n', "calib_clips", "0"),
 ])
@@ -176,8 +177,8 @@ def test_refused_and_broken_compiles_are_recorded_and_the_sweep_goes_on(tmp_path
     v = Variant.from_tag(TINY_VARIANT)
     calls = []
 
-    def compile_variant(variant, target, out_dir, ckpt=None, options=None, calib=None, min_agreement=None,
-                        onnx_cache=None):
+    def compile_variant(variant, target, out_dir, ckpt=None, options=None, calib=None, gate=None,
+                        onnx_cache=None, accuracy_data=None):
         calls.append(variant.tag)
         if variant.precision == "int8":
             raise BadInput(f"{target}: precision int8 is not supported yet (supported: fp32, fp16)")

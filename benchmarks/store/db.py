@@ -15,7 +15,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from benchmarks.device import DeviceInfo
 from benchmarks.record import LatencyRecord, Stats, dumps
-from benchmarks.store.rows import CSV_FIELDS, ArtifactRow, DeviceRow, MeasurementRow, flatten_numbers, variant_fields
+from benchmarks.store.rows import (CSV_FIELDS, MEASURED_SOURCE, ArtifactRow, DeviceRow, MeasurementRow, flatten_numbers,
+                                 measured_top1, variant_fields)
 from benchmarks.store.schema import connect, default_path, migrate
 from edge.core.errors import BadInput
 
@@ -59,6 +60,7 @@ class Store:
         self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ writes
+    # top-1 measured by running the artifact (``notes.accuracy`` of artifact.json, ``edge.gate``)
     def add_measurement(self, record: LatencyRecord, source: str = "local") -> bool:
         """Store one measurement (device, artifact, figures) in one transaction.
         False when a measurement with the same ``uid`` is already stored."""
@@ -83,6 +85,9 @@ class Store:
             for metric, value in flatten_numbers("fidelity", record.accuracy or {}):
                 self._put_accuracy(c, record.variant, record.target, record.artifact_sha256, metric, value, "",
                                    source, record.created)
+            for metric, value in measured_top1(record.manifest):
+                self._put_accuracy(c, record.variant, record.target, record.artifact_sha256, metric, value, "",
+                                   MEASURED_SOURCE, record.created)
         return True
 
     def add_accuracy(self, variant: str, metric: str, value: float, target: str = "", artifact_sha256: str = "",

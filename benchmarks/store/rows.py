@@ -105,3 +105,18 @@ def flatten_numbers(prefix: str, d: Mapping[str, Any]) -> Iterator[tuple[str, fl
 
 CSV_FIELDS = tuple(MeasurementRow.__dataclass_fields__) + ("n", "min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
                                                           "std_ms", "throughput")
+
+
+MEASURED_SOURCE = "artifact run on labelled held-out clips"
+TOP1_FIELDS = {"top1": "top1", "low": "top1_low", "high": "top1_high", "clips": "top1_clips"}
+
+
+def measured_top1(manifest: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The artifact's own measured top-1 from its manifest (``notes.accuracy``, written by
+    ``edge.gate``) as store metrics: top1, top1_low, top1_high (95% interval), top1_clips;
+    [] when it was not measured."""
+    acc = (manifest.get("notes") or {}).get("accuracy") if isinstance(manifest.get("notes"), Mapping) else None
+    if not isinstance(acc, Mapping) or not isinstance(acc.get("top1"), (int, float)) or "clips" not in acc:
+        return []
+    return [(metric, float(acc[key])) for key, metric in TOP1_FIELDS.items()
+            if isinstance(acc.get(key), (int, float)) and not isinstance(acc.get(key), bool)]

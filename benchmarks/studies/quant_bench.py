@@ -55,7 +55,7 @@ from targets.registry import TargetOptions, get_target
 
 RUNTIMES = ("onnxruntime", "openvino", "tflite")
 MIXED_RUNTIMES = ("onnxruntime", "openvino")  # quant.mixed.TARGETS
-TRAINED = {"x3d_xs": Path(__file__).resolve().parents[1] / "edge" / "checkpoints" / "x3d_xs_mutual_synth10.pt"}
+TRAINED = {"x3d_xs": Path(__file__).resolve().parents[2] / "edge" / "checkpoints" / "x3d_xs_mutual_synth10.pt"}
 
 
 def realistic(model: torch.nn.Module, input_shape: tuple[int, ...], seed: int = 0) -> torch.nn.Module:

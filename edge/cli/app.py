@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+
+from edge.core.chatter import setup_logging
 from typing import Callable, Sequence
 
 from edge.cli import build, demo, learn, measure, stream
@@ -64,5 +66,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), set up logging, run the subcommand; the exit code."""
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(level, verbose=args.verbose or args.debug)  # other libraries' chatter: the log file / -v
     return run_command(args)

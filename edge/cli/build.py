@@ -136,12 +136,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            progress=not args.json, mode=mode)
     elif args.calib:
         raise BadInput(f"--calib is for --precision int8, not {variant.precision}")
+    from edge.core.chatter import log_to_file
+    from edge.gate import Gate
+
+    gate = Gate(args.max_drop, args.min_sqnr, args.min_agreement)
+    out = Path(args.out)
+    log_to_file(out.parent / f"{out.name}.log")  # beside the artifact: the folder is replaced when complete
     from edge.compile import compile_variant, summary  # torch
     from targets.base import ARTIFACT_JSON, Artifact
 
     try:
         art = compile_variant(variant, args.target, args.out, ckpt=args.ckpt, options=options, calib=calib,
-                              min_agreement=args.min_agreement, mixed=args.mixed)
+                              gate=gate, mixed=args.mixed, accuracy_data=args.accuracy_data, seed=args.seed)
     except GateFailed:
         if (Path(args.out) / ARTIFACT_JSON).is_file():  # the failed artifact was kept: show it, then exit 1
             emit(args, summary(Artifact.read(args.out, verify=False)), _compile_text)
@@ -153,11 +159,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def _compile_text(s: dict[str, Any]) -> str:
     files = ", ".join(f"{name} ({size / 1e6:.1f} MB)" for name, size in s["files"].items())
     lines = [str(s["artifact"]), f"  {s['target']} {s['variant']} [{s['status']}]  input {s['input']}  files: {files}"]
+    acc = s["notes"].get("accuracy")
+    if isinstance(acc, dict) and acc.get("top1") is not None:
+        lines.append(f"  top-1 {acc['top1']:.3f} (95% {acc['low']:.3f}-{acc['high']:.3f}) on {acc['clips']} "
+                     f"labelled held-out clips, run by {acc['measured_with']}")
+    elif isinstance(acc, dict):
+        lines.append(f"  top-1 unknown: {acc.get('reason', 'not measured')}")
     fid = s.get("fidelity")
     if fid:
         sqnr = fid["sqnr_db"] if isinstance(fid["sqnr_db"], str) else f"{fid['sqnr_db']:.1f}"
-        lines.append(f"  int8 vs fp32 on {fid['clips']} held-out clips: top-1 agreement {fid['agreement']:.3f}, "
-                     f"cosine {fid['cosine']:.4f}, SQNR {sqnr} dB")
+        drop = "" if fid.get("top1_drop") is None else \
+            f"top-1 drop {fid['top1_drop'] * 100:+.1f} points vs fp32 {fid['reference_top1']['top1']:.3f}, "
+        lines.append(f"  int8 vs fp32 on {fid['clips']} held-out clips: {drop}top-1 agreement "
+                     f"{fid['agreement']:.3f}, cosine {fid['cosine']:.4f}, SQNR {sqnr} dB")
     mixed = s["notes"].get("mixed")
     if mixed:
         lines.append(f"  mixed precision: {len(mixed['excluded_nodes'])} nodes float; {mixed['why']}")
@@ -184,12 +198,23 @@ def add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-mode", choices=("stride", "uniform"),
                    help="int8: frame sampling of the calibration and held-out clips (default: as the checkpoint "
                         "was trained - uniform for edgevid-trained ones, X3D's stride otherwise)")
-    p.add_argument("--min-agreement", type=float, default=0.99,
-                   help="int8: top-1 agreement with fp32 on held-out clips below which the build fails "
-                        "(exit 1, artifact kept and marked failed; default %(default)s)")
+    p.add_argument("--accuracy-data", metavar="PATH|synth:CLIPS:SEED",
+                   help="labelled held-out clips the artifact's top-1 is measured on (default: the checkpoint's "
+                        "own; the shipped one's are regenerated: synth:300:2)")
+    p.add_argument("--max-drop", type=float, default=0.02,
+                   help="int8 gate with labelled clips: largest top-1 drop below fp32, a fraction "
+                        "(default %(default)s = 2 points); the build fails above it (exit 1, artifact kept, "
+                        "marked failed)")
+    p.add_argument("--min-sqnr", type=float, default=20.0,
+                   help="int8 gate without labelled clips: least logit SQNR against fp32 in dB (default %(default)s)")
+    p.add_argument("--min-agreement", type=float,
+                   help="int8: also require this top-1 agreement with fp32 on the held-out clips (default: not used)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of untrained weights (default %(default)s: the same command builds the same artifact)")
     p.add_argument("--mixed", "--mixed-precision", dest="mixed", action="store_true",
                    help="int8 (onnxruntime, openvino): keep the most sensitive layers float until "
-                        "--min-agreement is met; keep the fastest measured configuration")
+                        "the agreement floor (--min-agreement, default 0.99) is met; keep the fastest measured "
+                        "configuration")
     p.add_argument("--ignore", metavar="NODE,...",
                    help="int8: layers kept float - ONNX node names, op types (Conv, Mul) or 'depthwise'")
     p.add_argument("--nncf-preset", default="performance", choices=("performance", "mixed"),

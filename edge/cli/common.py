@@ -19,6 +19,7 @@ from typing import Any, Callable
 from edge.core.errors import EXIT_BAD_INPUT, EXIT_GATE, BadInput, GateFailed
 
 EXIT_INTERRUPTED = 130
+LOG_FILE = "edgevid.log"  # third-party output of a demo or sweep, in its output folder (edge.core.chatter)
 
 
 def emit(args: argparse.Namespace, data: Any, text: Callable[[Any], str]) -> None:

@@ -8,16 +8,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edge.cli.common import add_json, emit
+from edge.cli.common import LOG_FILE, add_json, emit
 from edge.cli.measure import select_text
 from edge.cli.stream import run_text
 from edge.core.text import table
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edge.demo import PLANS, run_demo
+    from edge.core.chatter import log_to_file
+    from edge.demo import PLANS, check_writable, run_demo
 
     plan = PLANS["quick" if args.quick else "full"]
+    check_writable(Path(args.out))
+    log_to_file(Path(args.out) / LOG_FILE)
     summary = run_demo(plan, args.out, device=args.device, progress=not args.json, budget_ms=args.budget_ms)
     emit(args, summary, _demo_text)
     return 0

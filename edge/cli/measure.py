@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from edge.cli.common import add_json, emit
+from edge.cli.common import LOG_FILE, add_json, emit
 from edge.core.errors import BadInput
 from edge.core.text import table
 
@@ -111,6 +111,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from edge.sweep import load_config, run_sweep
 
     config = load_config(args.config)
+    from edge.core.chatter import log_to_file
+
+    log_to_file(config.out / LOG_FILE)
     with Store(args.db) as store:
         result = run_sweep(config, store, fingerprint(args.device or config.device), progress=not args.no_progress)
     emit(args, result.to_json(), _sweep_text)
@@ -160,11 +163,13 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def _select_row(r: dict[str, Any], stat: str, metric: str) -> tuple[Any, ...]:
+    from benchmarks.configs import accuracy_text
+
     acc = r["accuracy"].get(metric)
     peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
     mark = "≈" if r["predicted"] else ""
     return (r["variant"], r["target"], r["threads"], mark + f"{r[stat + '_ms']:.2f}", mark + peak,
-            "?" if acc is None else f"{acc:.4f}", r["source"])
+            "?" if acc is None else accuracy_text(r["accuracy"], metric), r["source"])
 
 
 def select_text(d: dict[str, Any]) -> str:
@@ -178,11 +183,13 @@ def select_text(d: dict[str, Any]) -> str:
     if c is None:
         lines.append("chosen: none - no configuration meets the budget")
     else:
+        from benchmarks.configs import accuracy_text
+
         acc = c["accuracy"].get(metric)
         peak = "-" if c["peak_mb"] is None else format(c["peak_mb"], ".0f")
         lines.append(f"chosen: {c['variant']} on {c['target']} ({c['threads']} thread(s)): {stat} "
                      f"{c[stat + '_ms']:.2f} ms, peak {peak} MiB, {metric} "
-                     f"{'unknown' if acc is None else format(acc, '.4f')} "
+                     f"{'unknown' if acc is None else accuracy_text(c['accuracy'], metric)} "
                      f"[{'PREDICTED, not measured' if c['predicted'] else 'measured'}]")
     lines.append(f"\nPareto front ({metric} vs {stat}; ≈ predicted):")
     lines.append(table([_select_row(r, stat, metric) for r in d["front"]], header) if d["front"]

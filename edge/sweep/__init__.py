@@ -28,7 +28,9 @@ product::
     calib_clips = 32            # int8: calibration clips (shipped calibration set) ...
     held_out = 16               # ... and held-out clips for the fidelity gate
     calib_mode = "stride"       # frame sampling of those clips: "stride" (X3D) or "uniform"
-    min_agreement = 0.99        # int8 fidelity floor (top-1 agreement with fp32); below it: skipped
+    max_drop = 0.02             # int8 gate: top-1 drop below fp32 on labelled held-out clips; above it: skipped
+    min_sqnr = 20.0             # int8 gate without labelled clips: logit SQNR (dB) against fp32
+    accuracy_data = "synth:300:2"  # labelled held-out clips for top-1 (default: the checkpoint's own)
     jobs = 1                    # compile in this many processes at once (measuring is always serial)
     onnx_cache = true           # export each checkpoint configuration to ONNX once, for every
                                 # ONNX-fed target and precision (out/onnx-cache)

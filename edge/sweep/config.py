@@ -24,6 +24,7 @@ SETTINGS: dict[str, type | tuple[type, ...]] = {
     "runs": int, "warmup": int, "warmup_s": (int, float), "min_time": (int, float), "out": str, "device": str,
     "rotate": bool, "rounds": int, "seed": int, "isolate": bool, "ckpt": dict,
     "calib_clips": int, "held_out": int, "calib_mode": str, "min_agreement": (int, float), "jobs": int,
+    "max_drop": (int, float), "min_sqnr": (int, float), "accuracy_data": str,
     "onnx_cache": bool, "hard_activations": bool,
 }
 
@@ -69,10 +70,20 @@ class SweepConfig:
     calib_clips: int = 32
     held_out: int = 16
     calib_mode: str = "stride"
-    min_agreement: float = 0.99
+    max_drop: float = 0.02
+    min_sqnr: float = 20.0
+    min_agreement: float | None = None
+    accuracy_data: str | None = None
     jobs: int = 1
     onnx_cache: bool = True
     hard_activations: bool = False
+
+    @property
+    def gate(self) -> Any:
+        """The int8 gate (``edge.gate.Gate``) of this sweep."""
+        from edge.gate import Gate
+
+        return Gate(self.max_drop, self.min_sqnr, self.min_agreement)
 
     def bench_config(self, threads: int | None) -> BenchConfig:
         return BenchConfig(runs=self.runs, warmup=self.warmup, warmup_s=self.warmup_s, min_time_s=self.min_time,
@@ -184,11 +195,13 @@ def load_config(path: str | Path) -> SweepConfig:
             raise _bad(path, "ckpt", p, "is not a path")
         ckpt[model] = path.parent / p
     settings = {k: doc[k] for k in SETTINGS if k in doc and k != "ckpt"}
+    if "accuracy_data" in settings and not str(settings["accuracy_data"]).startswith("synth:"):
+        settings["accuracy_data"] = str(path.parent / settings["accuracy_data"])  # relative to this file
     if "out" in settings:
         settings["out"] = path.parent / settings["out"]
     else:
         settings["out"] = path.parent / "sweep-artifacts"
-    for key in ("warmup_s", "min_time", "min_agreement"):
+    for key in ("warmup_s", "min_time", "min_agreement", "max_drop", "min_sqnr"):
         if key in settings:
             settings[key] = float(settings[key])
     config = SweepConfig(path=path, **{k: v for k, v in axes.items() if v is not None}, **settings,
@@ -196,8 +209,10 @@ def load_config(path: str | Path) -> SweepConfig:
     for key in ("rounds", "jobs", "calib_clips", "held_out"):
         if getattr(config, key) < 1:
             raise BadInput(f"{path}: setting {key!r}: value {getattr(config, key)!r} is not a positive integer")
-    if not 0.0 <= config.min_agreement <= 1.0:
-        raise BadInput(f"{path}: setting 'min_agreement': value {config.min_agreement!r} is not in [0, 1]")
+    for key in ("min_agreement", "max_drop"):
+        value = getattr(config, key)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise BadInput(f"{path}: setting {key!r}: value {value!r} is not in [0, 1]")
     if config.calib_mode not in ("stride", "uniform"):
         raise BadInput(f"{path}: setting 'calib_mode': value {config.calib_mode!r} is not 'stride' or 'uniform'")
     try:

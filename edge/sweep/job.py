@@ -118,21 +118,20 @@ def reusable(folder: Path, variant: Variant, target: str) -> Artifact | None:
     return art
 
 
-def refused_before(folder: Path, variant: Variant, target: str, min_agreement: float) -> str | None:
+def refused_before(folder: Path, variant: Variant, target: str, gate: Any) -> str | None:
     """The refusal reason when ``folder`` holds ``variant`` for ``target`` kept as failed by the
-    int8 fidelity gate at an agreement below ``min_agreement``: compiling it again gives the
-    same artifact (same calibration clips, same tools).  None otherwise."""
+    int8 gate and its stored figures still fail ``gate`` (an ``edge.gate.Gate``): compiling
+    it again gives the same artifact (same calibration clips, same tools).  None otherwise."""
+    from edge.gate import verdict
+
     try:
         art = Artifact.read(folder, verify=True) if (folder / "artifact.json").is_file() else None
     except BadInput:
         return None
     if art is None or art.status != "failed" or art.target != target or art.variant != variant.tag:
         return None
-    agreement = (art.fidelity or {}).get("agreement")
-    if not isinstance(agreement, (int, float)) or agreement >= min_agreement:
-        return None
-    return (f"compile refused: int8 top-1 agreement {agreement:.3f} with fp32 is below --min-agreement "
-            f"{min_agreement} (kept as failed in {folder})")
+    why = verdict(art.fidelity, gate) if art.fidelity else ""
+    return f"compile refused: int8 {why} (kept as failed in {folder})" if why else None
 
 
 def measure_order(cells: Sequence[Cell], rotate: bool, start: int = 0) -> list[Cell]:
@@ -235,7 +234,10 @@ def build_all(builds: Sequence[tuple[SweepConfig, Variant, str]], jobs: int, bar
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: a fork of a process holding torch's and the runtimes' thread pools can hang
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from edge.core.chatter import apply_setup, current_setup
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=apply_setup,
+                             initargs=(current_setup(),)) as pool:
         futures = {pool.submit(build, *job): job for job in builds}
         for fut in as_completed(futures):
             job = futures[fut]
@@ -250,7 +252,7 @@ def build_all(builds: Sequence[tuple[SweepConfig, Variant, str]], jobs: int, bar
 def build(config: SweepConfig, variant: Variant, target: str) -> Built:
     """Compile (or reuse) ``variant`` for ``target`` into :func:`artifact_dir`."""
     folder = artifact_dir(config, variant, target)
-    refused = refused_before(folder, variant, target, config.min_agreement)
+    refused = refused_before(folder, variant, target, config.gate)
     if refused is not None:
         return Built(BuildOutcome.REFUSED, reason=refused)
     art = reusable(folder, variant, target)
@@ -270,7 +272,7 @@ def build(config: SweepConfig, variant: Variant, target: str) -> Built:
 
         options = TargetOptions(hard_activations=True) if config.hard_activations else None
         art = compile_variant(variant, target, folder, ckpt=config.ckpt.get(variant.model), options=options,
-                              calib=calib, min_agreement=config.min_agreement,
+                              calib=calib, gate=config.gate, accuracy_data=config.accuracy_data,
                               onnx_cache=config.out / "onnx-cache" if config.onnx_cache else None)
     except (BadInput, GateFailed) as e:
         return Built(BuildOutcome.REFUSED, reason=f"compile refused: {str(e).splitlines()[0]}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
+from edge.core.chatter import captured
 from edge.core.errors import BadInput
 from quant.messages import first_line
 from targets.tflite.runner import interpreter_module
@@ -79,7 +80,7 @@ def convert(module: Any, example: Any, dest: Path) -> None:
 
     quiet = None if log.isEnabledFor(logging.DEBUG) else "n"  # its progress lines go to stdout
     try:
-        with _env("LITERT_TORCH_SHOW_PROGRESS", quiet):
+        with _env("LITERT_TORCH_SHOW_PROGRESS", quiet), captured("litert_torch"):
             litert_torch.convert(module, (example,)).export(str(dest))
     except BadInput:
         raise
@@ -103,7 +104,7 @@ def quantize_int8(path: Path, clips: list[np.ndarray]) -> dict[str, Any]:
     name = sig[key]["inputs"][0]
     before = path.stat().st_size
     try:
-        with _env("TQDM_DISABLE", "1"):  # the calibration's per-op progress bar (no switch in its API)
+        with _env("TQDM_DISABLE", "1"), captured("ai_edge_quantizer"):  # its per-op progress bar: to the log
             q = quantizer.Quantizer(str(path), getattr(recipe, INT8_RECIPE)())
             result = q.calibrate({key: [{name: np.ascontiguousarray(c, dtype=np.float32)} for c in clips]},
                                  num_threads=1)
