@@ -12,7 +12,10 @@ elsewhere or known only by their accuracy, and those count as candidates,
 marked "predicted" wherever shown (a measurement always wins over a prediction
 of the same configuration).
 
-Accuracy: the store's accuracy table, metric ``top1`` by default (a figure
+Accuracy: the store's accuracy table, metric ``top1`` by default - for an
+artifact built by ``edgevid compile``, its own top-1 on the checkpoint's labelled
+held-out clips, shown with its 95% interval and clip count (``top1_low``,
+``top1_high``, ``top1_clips``) - (a figure
 stored for a dataset reads ``top1@DATASET``; ``--metric`` chooses another, e.g.
 ``fidelity.top1_agreement``).  Configurations without the metric have unknown
 accuracy: no proxy stands in; they rank after every configuration with a known

@@ -92,7 +92,9 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
     ``gate`` (default :class:`edge.gate.Gate`), else ``GateFailed`` (artifact kept,
     status "failed").  ``mixed`` (int8): accuracy-aware int8 - on OpenVINO with
     labelled clips NNCF's ``quantize_with_accuracy_control`` at ``gate.max_drop``,
-    otherwise (onnxruntime, or no labels) the agreement-floor search of ``edge.mixed``.
+    otherwise the float-layer search of ``edge.mixed``, its floor the same top-1 drop
+    on the labelled clips, or without them an agreement floor (``gate.min_agreement``,
+    default :data:`MIXED_AGREEMENT`).
     """
     gate = gate or Gate()
     tgt = get_target(target, options)
@@ -131,9 +133,14 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
             if mixed and calib is not None and target == "openvino" and labelled is not None:
                 accuracy_controlled(tgt, source, variant, tmp, calib, labelled, gate.max_drop)
             elif mixed and calib is not None:  # int8: keep sensitive layers float, fastest config meeting the floor
+                from dataclasses import replace
+
                 from edge.mixed import compile_mixed
 
-                compile_mixed(tgt, model, variant, tmp, calib, gate.min_agreement or MIXED_AGREEMENT)
+                # with labelled clips the candidates must meet the gate's top-1 drop, else an agreement floor
+                compile_mixed(tgt, model, variant, tmp, replace(calib, labelled=labelled),
+                              gate.min_agreement or MIXED_AGREEMENT,
+                              max_drop=gate.max_drop if labelled is not None else None)
             else:
                 tgt.compile(source, variant, tmp, calib=calib)
         except GateFailed as e:

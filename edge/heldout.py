@@ -110,6 +110,11 @@ def accuracy_source(ckpt: str | Path | None, given: str | Path | None = None,
             return HeldOut(synth_folder(spec, cache), f"generated synthetic set ({spec.name})")
         if not Path(text).exists():
             raise BadInput(f"--accuracy-data {text}: no such file or folder")
+        from calib_data.datasets import open_dataset
+
+        if not open_dataset(text).labelled:  # int8 still builds; its top-1 is unknown, and says why
+            return HeldOut(None, text, reason=f"{text}: no labelled clips (a manifest with labels is needed "
+                                              "for top-1)")
         return HeldOut(Path(text), text)
     if ckpt is None:
         return HeldOut(None, reason="untrained weights: no labelled held-out clips (pass --accuracy-data)")

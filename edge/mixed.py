@@ -1,5 +1,11 @@
 """Accuracy-aware mixed precision, the job: keep the most sensitive layers in float until
-the fidelity floor is met, then keep the FASTEST measured configuration.
+the floor is met, then keep the FASTEST measured configuration.
+
+The floor (``quant.mixed.Floor``): with labelled held-out clips in the CalibSet
+(``calib.labelled``, what ``edgevid compile --mixed`` passes for a checkpoint) and
+``max_drop``, a candidate's top-1 on them may be at most ``max_drop`` below the fp32
+artifact's; otherwise its top-1 agreement with fp32 on the held-out clips must reach
+``min_agreement``.  Below, "fidelity" is measured on whichever clips the floor uses.
 
 ``compile_mixed(target, model, variant, workdir, calib, min_agreement)`` replaces
 ``target.compile`` at the int8 step of ``edge.compile.compile_variant`` (``edgevid
@@ -58,7 +64,7 @@ from benchmarks.harness import BenchConfig, measure
 from edge.core.errors import BadInput, GateFailed
 from quant.fidelity import fidelity
 from quant.mixed import MAX_CANDIDATES, RANKING_ROWS, ROUNDS, RUNS, SHAPE_OPS, TARGETS, WEIGHT_OPS, Candidate, \
-    cheap_sets, choose, search
+    Floor, cheap_sets, choose, search
 from quant.sensitivity import PROBE_CLIPS, sensitivity
 from quant.settings import QuantSettings, is_depthwise, resolve_exclude
 from targets.base import Artifact
@@ -85,6 +91,13 @@ class _Search:
         self.candidates: list[Candidate] = []
         self.dirs: dict[str, Path] = {}
 
+    def clips(self) -> tuple[Any, Sequence[int | None]]:
+        """The clips candidates are scored on: the labelled held-out clips when the
+        CalibSet carries them (top-1 drop floor), else its held-out clips."""
+        if self.calib.labelled is not None:
+            return self.calib.labelled, tuple(int(y) for y in self.calib.labelled.labels)
+        return self.calib.held_out, self.calib.held_out_labels
+
     def build(self, name: str, exclude: Sequence[str]) -> Candidate:
         exclude = tuple(dict.fromkeys(exclude))
         for c in self.candidates:  # the same float set was tried already
@@ -93,20 +106,23 @@ class _Search:
         opts = replace(self.target.options, quant=replace(self.settings, exclude=exclude))
         tgt = get_target(self.target.name, opts)
         out = self.tmp / f"c{len(self.candidates)}"
+        clips, labels = self.clips()
         try:
             art = tgt.compile(self.fp32_onnx, self.variant, out, calib=self.calib)
             runner = tgt.load(art)
             try:
-                got = np.concatenate([runner(c) for c in self.calib.held_out])
+                got = np.concatenate([runner(c) for c in clips])
             finally:
                 runner.close()
         except (BadInput, GateFailed, RuntimeError, ValueError) as e:  # recorded; the search goes on
             cand = Candidate(name, exclude, error=str(e).splitlines()[0])
         else:
-            fid = fidelity(self.ref, got, self.calib.held_out_labels)
-            cand = Candidate(name, exclude, fid.agreement, fid.cosine, fid.sqnr_db)
+            fid = fidelity(self.ref, got, labels)
+            drop = None if fid.top1_fp32 is None or self.calib.labelled is None else fid.top1_fp32 - fid.top1_int8
+            cand = Candidate(name, exclude, fid.agreement, fid.cosine, fid.sqnr_db, top1_drop=drop)
             self.dirs[name] = out
-        log.info("mixed: %s (%d float nodes): agreement %s", name, len(exclude), cand.agreement)
+        log.info("mixed: %s (%d float nodes): agreement %s, top-1 drop %s", name, len(exclude), cand.agreement,
+                 cand.top1_drop)
         self.candidates.append(cand)
         return cand
 
@@ -126,9 +142,12 @@ def time_artifacts(paths: dict[str, Path], threads: int | None, rounds: int = RO
 
 def compile_mixed(target: "Target", model: "ModelSource", variant: "Variant", workdir: str | Path,
                   calib: "CalibSet", min_agreement: float, max_candidates: int = MAX_CANDIDATES,
-                  rounds: int = ROUNDS, runs: int = RUNS) -> Artifact:
+                  rounds: int = ROUNDS, runs: int = RUNS, max_drop: float | None = None) -> Artifact:
     """Search mixed-precision candidates and write the kept one into ``workdir``
-    (see the module docstring); ``GateFailed`` when none meets ``min_agreement``."""
+    (see the module docstring); ``GateFailed`` when none meets the floor: ``max_drop``
+    (top-1 drop on ``calib.labelled``) when both are given, else ``min_agreement``."""
+    floor = Floor(max_drop, "top1_drop") if max_drop is not None and calib.labelled is not None \
+        else Floor(min_agreement)
     if target.name not in TARGETS:
         raise BadInput(f"--mixed: mixed precision is for {', '.join(TARGETS)}, not {target.name}")
     if not calib.held_out:
@@ -140,8 +159,9 @@ def compile_mixed(target: "Target", model: "ModelSource", variant: "Variant", wo
         fp32_variant = variant.with_(precision="fp32")
         fp32_art = target.compile(fp32_onnx, fp32_variant, tmp / "fp32")
         runner = target.load(fp32_art)
+        scored_on = calib.labelled if floor.metric == "top1_drop" else calib.held_out
         try:
-            ref = np.concatenate([runner(c) for c in calib.held_out])
+            ref = np.concatenate([runner(c) for c in scored_on])
         finally:
             runner.close()
         graph = onnx.load(str(fp32_onnx))
@@ -167,19 +187,20 @@ def compile_mixed(target: "Target", model: "ModelSource", variant: "Variant", wo
             # quantized for its (quantized) consumers, and that output quantization is part of its loss
             return [[r.node, *(c for o in by_name[r.node].output for c in consumers.get(o, []))] for r in ranked]
 
-        cands = search(s, cheap_sets(base, depthwise, eltwise), ranking, min_agreement, max_candidates)
-        timed = {c.name: s.dirs[c.name] for c in cands if c.meets(min_agreement)}
+        cands = search(s, cheap_sets(base, depthwise, eltwise), ranking, floor, max_candidates)
+        timed = {c.name: s.dirs[c.name] for c in cands if c.meets(floor)}
         times = time_artifacts({"fp32": tmp / "fp32", **timed}, target.options.threads, rounds, runs) \
             if timed else {}
         cands = [replace(c, p50_ms=times.get(c.name)) for c in cands]
         baseline = times.get("fp32")
-        choice = choose(cands, min_agreement, baseline)
+        choice = choose(cands, floor, baseline)
         if choice.best is None:
             raise GateFailed(f"{variant.tag}: --mixed: {choice.why}: "
                              + "; ".join(f"{c.name}: {c.error}" for c in cands if c.error))
         record = {
-            "floor": min_agreement, "measured_against": f"{target.name} fp32 artifact on {len(calib.held_out)} "
-                                                        "held-out clips",
+            "floor": floor.value if floor.metric == "agreement" else floor.text(),
+            "measured_against": f"{target.name} fp32 artifact on {len(scored_on)} "
+                                + ("labelled held-out clips" if floor.metric == "top1_drop" else "held-out clips"),
             "kept": choice.kept.name if choice.kept else None, "why": choice.why,
             "excluded_nodes": list(choice.best.exclude),
             "excluded_op_types": sorted({op_type.get(n, "?") for n in choice.best.exclude}),
@@ -196,9 +217,9 @@ def compile_mixed(target: "Target", model: "ModelSource", variant: "Variant", wo
     art = art.with_(notes={**art.notes, "mixed": record}).write()
     if choice.kept is None:
         best = choice.best
-        fid = {"clips": len(calib.held_out), "agreement": best.agreement, "cosine": best.cosine,
+        fid = {"clips": len(scored_on), "agreement": best.agreement, "cosine": best.cosine,
                "sqnr_db": best.sqnr_db if best.sqnr_db is None or np.isfinite(best.sqnr_db) else "inf",
-               "min_agreement": min_agreement,
+               "floor": floor.text(), "top1_drop": best.top1_drop,
                "measured_with": f"{target.name} fp32 artifact (mixed-precision search)"}
         art.with_(status="failed", fidelity=fid).write()
         raise GateFailed(f"{workdir}: --mixed: {choice.why}; artifact kept (the best found), marked failed")

@@ -50,8 +50,10 @@ def test_gate_refuses_values_out_of_range(kw, why):
 
 def test_verdict_uses_top1_drop_with_labels_and_sqnr_without():
     labelled = {"top1_drop": 0.03, "top1_int8": 0.6, "labelled": 300, "reference_top1": {"top1": 0.63},
-                "sqnr_db": 5.0, "agreement": 0.8, "cosine": 0.99, "clips": 300}
-    assert "3.0 points below fp32's 0.630" in verdict(labelled, Gate(max_drop=0.02))
+                "sqnr_db": 5.0, "agreement": 0.8, "cosine": 0.99, "clips": 300,
+                "discordant": {"fp32_only_right": 20, "int8_only_right": 11}}
+    why = verdict(labelled, Gate(max_drop=0.02))
+    assert "3.0 points below fp32's 0.630" in why and "only in fp32 on 20, only in int8 on 11" in why
     assert verdict(labelled, Gate(max_drop=0.03)) == ""  # low SQNR alone does not refuse a labelled artifact
     unlabelled = {"sqnr_db": 39.0, "agreement": 0.5, "cosine": 0.9999, "clips": 16}
     assert verdict(unlabelled, Gate()) == ""  # untrained near-tied logits flip: agreement is not the gate
@@ -67,6 +69,14 @@ def test_held_out_source_names_why_there_is_none(tmp_path):
     with pytest.raises(BadInput, match="synth:CLIPS:SEED"):
         parse_synth("synth:many")
     assert parse_synth("synth:300:2") == SHIPPED_HELD_OUT[next(iter(SHIPPED_HELD_OUT))]
+
+
+def test_unlabelled_accuracy_data_leaves_top1_unknown_with_the_reason(tmp_path):
+    from calib_data.synth import write_dataset
+
+    write_dataset(tmp_path / "d", 2, seed=1)
+    src = accuracy_source(None, tmp_path / "d" / "videos")  # a plain folder of videos: no labels
+    assert src.path is None and "no labelled clips" in src.reason and labelled_clips(src, (1, 3, 4, 32, 32)) is None
 
 
 def test_generated_held_out_set_is_read_at_the_model_shape(tmp_path):
@@ -103,6 +113,8 @@ def test_compile_records_the_artifacts_own_top1_and_gates_int8_on_the_drop(tmp_p
     assert fid["clips"] == 12 and fid["top1_drop"] == pytest.approx(fid["reference_top1"]["top1"]
                                                                     - int8.notes["accuracy"]["top1"], abs=1e-6)
     assert fid["reference_top1"]["top1"] == pytest.approx(acc["top1"], abs=2 / 12 + 1e-9)
+    d = fid["discordant"]
+    assert (d["fp32_only_right"] - d["int8_only_right"]) / 12 == pytest.approx(fid["top1_drop"], abs=1e-6)
     with pytest.raises(GateFailed, match="below --min-sqnr"):  # no labels: SQNR gate
         compile_variant(v.with_(precision="int8"), "onnxruntime", tmp_path / "bad", calib=calib,
                         gate=Gate(min_sqnr_db=500))

@@ -360,3 +360,30 @@ def test_unreachable_floor_exits_1_with_the_best_found(tmp_path, capsys, monkeyp
 def test_mixed_refuses_other_targets(tmp_path):
     with pytest.raises(BadInput, match="--mixed: mixed precision is for onnxruntime, openvino"):
         compile_mixed(get_target("fpga"), Chain(), TOY, tmp_path, calib_set(), 0.99)
+
+
+def test_with_labelled_clips_the_floor_is_the_top1_drop(tmp_path):
+    """The onnxruntime search scores candidates by their top-1 drop on the labelled clips:
+    a reachable drop keeps the fastest candidate meeting it, an unreachable one keeps the
+    closest, marked failed."""
+    from dataclasses import replace
+
+    from quant.accuracy import LabelledClips
+
+    runtime("onnxruntime")
+    rng = np.random.default_rng(3)
+    u8 = rng.integers(0, 256, (10, *TOY.input_shape[1:]), dtype=np.uint8)
+    labelled = LabelledClips("toy", u8, rng.integers(0, 6, 10))
+    calib = replace(calib_set(), labelled=labelled)
+    target = get_target("onnxruntime", TargetOptions(threads=1))
+    art = compile_mixed(target, Chain("activation"), TOY, tmp_path / "ok", calib, 0.99, max_candidates=4,
+                        rounds=1, runs=1, max_drop=1.0)
+    mixed = art.notes["mixed"]
+    assert mixed["floor"] == "top-1 drop <= 1" and "10 labelled held-out clips" in mixed["measured_against"]
+    assert all(c["top1_drop"] is not None for c in mixed["candidates"] if not c["error"])
+    assert "meeting top-1 drop <= 1" in mixed["why"]
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(GateFailed, match=r"no candidate reached top-1 drop <= -1; best found: .*top-1 drop"):
+        compile_mixed(target, Chain("activation"), TOY, tmp_path / "bad", calib, 0.99, max_candidates=4,
+                      rounds=1, runs=1, max_drop=-1.0)
+    assert Artifact.read(tmp_path / "bad").status == "failed"

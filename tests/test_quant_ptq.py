@@ -328,7 +328,7 @@ def test_cli_gate_failure_keeps_the_artifact_marked_failed(tmp_path, capsys):
     manifest = json.loads((out / ARTIFACT_JSON).read_text())
     assert manifest["status"] == "failed" == shown["status"]
     assert manifest["fidelity"]["gate"]["min_sqnr_db"] == 200 and 0.0 <= manifest["fidelity"]["agreement"] <= 1.0
-    assert manifest["notes"]["calibration"]["clips"] == 4 and manifest["notes"]["calibration"]["method"] == "minmax"
+    assert manifest["notes"]["calibration"]["clips"] == 4 and manifest["notes"]["calibration"]["method"] == "percentile"
     assert "QuantizeLinear" in _qdq_ops(out / "model.onnx")
     with pytest.raises(BadInput, match="status is 'failed'"):
         get_target("onnxruntime").load(Artifact.read(out))

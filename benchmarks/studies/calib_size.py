@@ -20,6 +20,41 @@ Per cell: the int8 artifact's top-1 on the checkpoint's 300 labelled held-out cl
 95% interval of each), agreement, and on the real video's windows - never used by a
 ``synth`` calibration - the cosine and SQNR of int8 logits against fp32 (how well a
 calibration on synthetic clips covers real footage).  Build seconds per cell.
+
+Measured 2026-12-04 (this 2-core EPYC, 2 threads; w1.0-r128-f8, fp32 top-1 0.673 on
+the 300 held-out clips on both runtimes; real video: 30 windows of bikes.mp4).  With
+300 clips the paired drop has a standard error of about 1.5 points (20-30 clips flip),
+so drops of -1 to +2.7 points are one noise band; agreement and the real-video
+cosine are the steadier figures:
+
+===========  ===========  =======  ==========  ========  ===========  =========
+runtime      calibration  method   drop (pts)  agree     real cosine  build s
+===========  ===========  =======  ==========  ========  ===========  =========
+openvino     shipped 32   minmax   2.3         0.930     0.997        57
+openvino     shipped 32   pctile   -1.3        0.837     0.959        31
+openvino     shipped 98   minmax   2.0         0.923     0.996        26
+openvino     synth 30     minmax   0.7         0.933     0.997        20
+openvino     synth 98     minmax   0.3         0.933     0.997        38
+openvino     synth 298    minmax   2.0         0.930     0.997        33
+openvino     synth 298    pctile   -0.3        0.780     0.958        167
+openvino     real 30      minmax   3.3         0.897     0.998        13
+onnxruntime  shipped 32   minmax   0.0         0.940     0.876        13
+onnxruntime  shipped 32   pctile   0.0         0.960     0.907        28
+onnxruntime  shipped 98   minmax   0.3         0.933     0.924        16
+onnxruntime  shipped 98   pctile   -0.3        0.960     0.954        76
+onnxruntime  synth 30     minmax   2.7         0.947     0.948        15
+onnxruntime  synth 98     pctile   0.0         0.957     0.976        75
+onnxruntime  synth 298    minmax   0.0         0.927     0.971        28
+onnxruntime  synth 298    pctile   out of memory (24 GiB): ORT's percentile calibrator keeps every activation
+===========  ===========  =======  ==========  ========  ===========  =========
+
+Defaults chosen from it: 32 clips, min/max.  On OpenVINO neither more clips nor
+percentile ranges help (percentile loses fidelity: agreement 0.78-0.84, real cosine
+0.96).  On onnxruntime the top-1 drop is nil either way, but logits on real footage
+follow fp32 better with more clips (cosine 0.88 -> 0.92 -> 0.97 for 32 / 98 / 298)
+and percentile ranges (0.91 / 0.95 / 0.98), at 2-5x the build time: for real
+footage, ``--calib-clips 100 --calib-method percentile`` (never percentile with
+hundreds of large clips on ORT: memory).
 """
 from __future__ import annotations
 

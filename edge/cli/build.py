@@ -129,10 +129,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     calib = None
     if variant.precision == "int8":
         from edge.checkpoint import clip_sampling
-        from quant.calib import read_calib
+        from quant.calib import default_method, read_calib
 
         mode = args.calib_mode or clip_sampling(meta, args.ckpt or "checkpoint")
-        calib = read_calib(args.calib, variant.input_shape, clips=args.calib_clips, method=args.calib_method,
+        method = args.calib_method or default_method(args.target)
+        calib = read_calib(args.calib, variant.input_shape, clips=args.calib_clips, method=method,
                            progress=not args.json, mode=mode)
     elif args.calib:
         raise BadInput(f"--calib is for --precision int8, not {variant.precision}")
@@ -192,8 +193,8 @@ def add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
     p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8")
     p.add_argument("--calib", help="int8: calibration clips, a manifest/folder/video (default: the shipped set)")
-    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
-                   help="int8: calibration method (default %(default)s)")
+    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"),
+                   help="int8: calibration method (default: percentile on onnxruntime, minmax elsewhere)")
     p.add_argument("--calib-clips", type=int, default=32, help="int8: calibration clips (default %(default)s)")
     p.add_argument("--calib-mode", choices=("stride", "uniform"),
                    help="int8: frame sampling of the calibration and held-out clips (default: as the checkpoint "

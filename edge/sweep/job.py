@@ -264,10 +264,10 @@ def build(config: SweepConfig, variant: Variant, target: str) -> Built:
     try:
         calib = None
         if variant.precision == "int8":
-            from quant.calib import read_calib
+            from quant.calib import default_method, read_calib
 
             calib = read_calib(None, variant.input_shape, clips=config.calib_clips, held_out=config.held_out,
-                               progress=False, mode=config.calib_mode)
+                               progress=False, mode=config.calib_mode, method=default_method(target))
         from targets.registry import TargetOptions
 
         options = TargetOptions(hard_activations=True) if config.hard_activations else None
