@@ -137,3 +137,14 @@ def test_compile_keeps_third_party_chatter_in_the_log_file(tmp_path, capsys):
     assert rc == 0 and "pre-processing" in log, log[-2000:]
     assert "pre-processing" not in cap.out + cap.err and "Traceback" not in cap.err
     assert "top-1 unknown: untrained weights" in cap.out
+
+
+def test_a_calibration_set_smaller_than_asked_is_used_and_says_so(tmp_path, caplog):
+    from calib_data.synth import write_dataset
+    from quant.calib import read_calib
+
+    write_dataset(tmp_path / "d", 8, seed=4)
+    with caplog.at_level("WARNING", logger="quant.calib"):
+        calib = read_calib(tmp_path / "d", (1, 3, 2, 32, 32), clips=10, held_out=4, progress=False)
+    assert len(calib.clips) == 6 and len(calib.held_out) == 2 and calib.record()["clips"] == 6
+    assert "asked for 10 calibration clips, only 8 usable clips there: using 6" in caplog.text
