@@ -65,6 +65,14 @@ def normalize(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def normalize_channels_first(clips: np.ndarray) -> np.ndarray:
+    """uint8 (..., 3, T, H, W), already channels-first (``calib_data.labelled``'s arrays)
+    -> float32 of the same shape, normalised as :func:`normalize` does."""
+    out = np.multiply(clips, _SCALE, dtype=np.float32)
+    out -= _SHIFT
+    return out
+
+
 def preprocess(frames: np.ndarray, size: int, crops: int = 1) -> np.ndarray:
     """X3D evaluation transform of one clip.
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from calib_data.transforms import MEAN, STD
+from calib_data.transforms import normalize_channels_first
 
 Z95 = 1.959963984540054
 
@@ -85,9 +85,8 @@ class LabelledClips:
         return len(self.labels)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        scale, shift = np.float32(1.0 / (255.0 * STD)), np.float32(MEAN / STD)
         for i in range(len(self.labels)):
-            yield self.clips[i:i + 1].astype(np.float32) * scale - shift
+            yield normalize_channels_first(self.clips[i:i + 1])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
