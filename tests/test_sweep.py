@@ -81,6 +81,7 @@ def test_threads_default_to_the_harness_default(tmp_path):
     ('model = "x3d_xs"\njobs = 0\n', "jobs", "0"),
     ('model = "x3d_xs"\nmin_agreement = 1.5\n', "min_agreement", "1.5"),
     ('model = "x3d_xs"\nmax_drop = 2\n', "max_drop", "2.0"),
+    ('model = "x3d_xs"\naccuracy_data = "no-such-folder"\n', "accuracy_data", "no-such-folder"),
     ('model = "x3d_xs"\ncalib_mode = "random"\n', "calib_mode", "random"),
     ('model = "x3d_xs"\ncalib_clips = 0\n', "calib_clips", "0"),
 ])

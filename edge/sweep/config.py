@@ -197,6 +197,8 @@ def load_config(path: str | Path) -> SweepConfig:
     settings = {k: doc[k] for k in SETTINGS if k in doc and k != "ckpt"}
     if "accuracy_data" in settings and not str(settings["accuracy_data"]).startswith("synth:"):
         settings["accuracy_data"] = str(path.parent / settings["accuracy_data"])  # relative to this file
+        if not Path(settings["accuracy_data"]).exists():
+            raise BadInput(f"{path}: setting 'accuracy_data': {settings['accuracy_data']} does not exist")
     if "out" in settings:
         settings["out"] = path.parent / settings["out"]
     else:
