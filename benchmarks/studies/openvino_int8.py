@@ -47,7 +47,6 @@ import argparse
 import json
 import logging
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +54,7 @@ import numpy as np
 import torch
 
 from benchmarks.studies.quant_bench import load
+from benchmarks.studies.runtimes import Candidate, measure
 from quant.calib import read_calib
 from quant.fidelity import fidelity
 from quant.messages import first_line
@@ -166,16 +166,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
     ref = np.concatenate([run["fp32"](c) for c in calib.held_out])
     clip = calib.held_out[0]
     names = list(run)
-    for k in names:
-        for _ in range(3):
-            run[k](clip)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for i in range(args.runs):
-        for k in names[i % len(names):] + names[:i % len(names)]:
-            time.sleep(0.02)
-            t = time.perf_counter()
-            run[k](clip)
-            times[k].append((time.perf_counter() - t) * 1e3)
+    times = measure([Candidate(k, run[k]) for k in names], clip, args.runs, warmup=3, gap_s=0.02)
     core = ov.Core()
     base = float(np.median(times["fp32"]))
     rows = []

@@ -48,6 +48,7 @@ from edge.core.errors import GateFailed
 from edge.models import create_model
 from edge.core.variant import Variant
 from edge.models.registry import variant as zoo_variant
+from benchmarks.studies.runtimes import Candidate, measure
 from quant.calib import read_calib
 from quant.fidelity import fidelity
 from targets.base import Artifact
@@ -161,16 +162,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
             runners[key] = runner
     clip = calib.held_out[0]
     names = list(runners)
-    for k in names:
-        for _ in range(args.warmup):
-            runners[k](clip)
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for i in range(args.runs):
-        for k in names[i % len(names):] + names[:i % len(names)]:
-            time.sleep(0.02)
-            t = time.perf_counter()
-            runners[k](clip)
-            times[k].append((time.perf_counter() - t) * 1e3)
+    times = measure([Candidate(k, runners[k]) for k in names], clip, args.runs, args.warmup, gap_s=0.02)
     rows = []
     for k in names:
         rt, precision = k.split()
