@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import replace
 import shutil
 import tempfile
 from pathlib import Path
@@ -133,13 +134,11 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
             if mixed and calib is not None and target == "openvino" and labelled is not None:
                 accuracy_controlled(tgt, source, variant, tmp, calib, labelled, gate.max_drop)
             elif mixed and calib is not None:  # int8: keep sensitive layers float, fastest config meeting the floor
-                from dataclasses import replace
-
                 from edge.mixed import compile_mixed
 
                 # with labelled clips the candidates must meet the gate's top-1 drop, else an agreement floor
                 compile_mixed(tgt, model, variant, tmp, replace(calib, labelled=labelled),
-                              gate.min_agreement or MIXED_AGREEMENT,
+                              MIXED_AGREEMENT if gate.min_agreement is None else gate.min_agreement,
                               max_drop=gate.max_drop if labelled is not None else None)
             else:
                 tgt.compile(source, variant, tmp, calib=calib)
@@ -171,8 +170,6 @@ def accuracy_controlled(tgt: Target, source: "torch.nn.Module | Path", variant: 
                         calib: "CalibSet", labelled: object, max_drop: float) -> Artifact:
     """``--mixed`` on OpenVINO with labelled clips: NNCF's accuracy control (``quant.openvino``)
     keeps float what it must for the top-1 on ``labelled`` to stay within ``max_drop``."""
-    from dataclasses import replace
-
     from quant.settings import QuantSettings
 
     options = tgt.options
