@@ -101,8 +101,6 @@ def parse_synth(text: str) -> SynthSet:
 def accuracy_source(ckpt: str | Path | None, given: str | Path | None = None,
                     cache: Path | None = None) -> HeldOut:
     """The labelled held-out clips for an artifact built from ``ckpt`` (see the module doc)."""
-    from edge.core.io import sha256_file
-
     if given is not None:
         text = str(given)
         if text.startswith(SYNTH_PREFIX):
@@ -118,6 +116,17 @@ def accuracy_source(ckpt: str | Path | None, given: str | Path | None = None,
         return HeldOut(Path(text), text)
     if ckpt is None:
         return HeldOut(None, reason="untrained weights: no labelled held-out clips (pass --accuracy-data)")
+    if not Path(ckpt).is_file():
+        raise BadInput(f"{ckpt}: no such checkpoint file")
+    st = Path(ckpt).stat()  # one hash and one unpickling per checkpoint file and process, not per compile
+    return _from_checkpoint(str(Path(ckpt).resolve()), st.st_mtime_ns, st.st_size, cache or cache_dir())
+
+
+@functools.lru_cache(maxsize=16)
+def _from_checkpoint(ckpt: str, mtime_ns: int, size: int, cache: Path | None) -> HeldOut:
+    """:func:`accuracy_source` for a checkpoint file (``mtime_ns``/``size``: its identity for the cache)."""
+    from edge.core.io import sha256_file
+
     spec = SHIPPED_HELD_OUT.get(sha256_file(ckpt))
     if spec is not None:
         return HeldOut(synth_folder(spec, cache), f"the checkpoint's held-out synthetic set ({spec.name})")
