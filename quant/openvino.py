@@ -9,9 +9,11 @@ plugin executes as int8 kernels.  Settings (:class:`NncfQuant`):
 - ignored_scope: node names kept in float (``nncf.IgnoredScope(names=...)``).
 - subset_size: number of calibration clips NNCF uses (default: all given).
 - fast_bias_correction: NNCF's fast bias correction (True) or the full one.
-- calibration method -> NNCF activation range estimator: "minmax" -> NNCF's default,
-  "percentile" -> MEAN_QUANTILE (mean over clips of a high/low quantile),
-  "entropy" -> HISTOGRAM (histogram-based range search).
+- calibration method -> NNCF activation range estimator: "histogram" -> HISTOGRAM
+  (the range minimising the quantization error on a histogram of the tensor; the
+  default, see below), "minmax" -> NNCF's default (min/max statistics),
+  "percentile" -> MEAN_QUANTILE (mean over clips of a high/low quantile).  NNCF
+  has no KL-entropy estimator: "entropy" is refused.
 
 The graph NNCF sees decides whether int8 pays.  ``targets.openvino`` builds the
 ``ov.Model`` with ``ov.convert_model(onnx)``, which runs OpenVINO's MOC
@@ -54,6 +56,17 @@ convolutions (PERF_COUNT ``brgconv_avx512_1x1_f32``, about 3 ms of 11 in both),
 which is why they gain less; finding which quantizers NNCF leaves out there is
 open.
 
+Activation ranges (the same artifacts, ``edgevid compile --target openvino
+--precision int8 --calib-method M`` on the shipped checkpoint, 32 shipped
+calibration clips; fidelity against PyTorch fp32 on the 300 labelled held-out
+clips, 2026-12-04): with NNCF's min/max statistics the int8 logits are shrunk
+(int8 = 0.86 x fp32 + noise at w1.0-r128-f8), SQNR 10.5-14.7 dB and agreement
+0.89-0.95 over five configurations (w1.0-r128-f8/f4, w0.5-r128-f8, w0.5-r96-f4,
+w0.25-r128-f8); with HISTOGRAM ranges SQNR 23.0-27.5 dB and agreement 0.94-0.98
+on the same five, with the same FakeQuantize count and build time (about 40 s);
+MEAN_QUANTILE 10.1 dB, agreement 0.78; the MIXED preset or 100 calibration clips
+change min/max's figures by under 1 dB.  So "histogram" is the default.
+
 No torch.
 """
 from __future__ import annotations
@@ -71,14 +84,15 @@ from edge.core.errors import BadInput
 log = logging.getLogger(__name__)
 
 PRESETS: tuple[str, ...] = ("performance", "mixed")
-RANGE_NAMES = {"minmax": "NNCF default (min/max statistics)", "percentile": "MEAN_QUANTILE", "entropy": "HISTOGRAM"}
+RANGE_NAMES = {"minmax": "NNCF default (min/max statistics)", "percentile": "MEAN_QUANTILE",
+               "histogram": "HISTOGRAM"}
 
 
 @dataclass(frozen=True)
 class NncfQuant:
     """One ``nncf.quantize`` configuration."""
 
-    method: str = "minmax"
+    method: str = "histogram"
     preset: str = "performance"
     ignored_scope: tuple[str, ...] = ()
     subset_size: int | None = None
@@ -105,9 +119,10 @@ def quantize_ov(model: Any, clips: Sequence[np.ndarray], config: NncfQuant, labe
     if missing:
         raise BadInput(f"openvino: ignored_scope names not in the model: {', '.join(missing)}")
     ranges = {"minmax": None, "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE,
-              "entropy": RangeEstimatorParametersSet.HISTOGRAM}
+              "histogram": RangeEstimatorParametersSet.HISTOGRAM}
     if config.method not in ranges:
-        raise BadInput(f"calibration method {config.method!r} unknown; valid methods: {', '.join(ranges)}")
+        raise BadInput(f"openvino int8: calibration method {config.method!r} is not offered by NNCF; valid "
+                       f"methods: {', '.join(ranges)}")
     advanced = None if ranges[config.method] is None else \
         AdvancedQuantizationParameters(activations_range_estimator_params=ranges[config.method])
     preset = nncf.QuantizationPreset.PERFORMANCE if config.preset == "performance" else nncf.QuantizationPreset.MIXED

@@ -153,7 +153,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
     if recipe.method not in methods:
-        raise BadInput(f"calibration method {recipe.method!r} unknown; valid methods: {', '.join(methods)}")
+        raise BadInput(f"onnxruntime int8: calibration method {recipe.method!r} is not offered; valid methods: "
+                       f"{', '.join(methods)}")
     if not clips:
         raise BadInput(f"{src}: int8 needs calibration clips, got none")
 

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 PRECISIONS = ("fp32", "int8")
 INT8_DEVICES = ("sim", "ort")
-_POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse"}
+_POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse", "histogram": "mse"}
 _SHOWN_REASONS = 12
 
 

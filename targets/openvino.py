@@ -248,12 +248,12 @@ def _quantize(model: Any, spec_in: Any, calib: Iterable[np.ndarray] | None, onnx
     """The NNCF int8 model of ``model`` and its notes (see ``quant.openvino``);
     ``settings``: preset, subset size, and the ONNX nodes (names / op types /
     "depthwise", resolved on ``onnx_path``) kept float via ``ignored_scope``."""
-    from quant.calib import calib_clips, check_clips
+    from quant.calib import calib_clips, check_clips, default_method
     from quant.onnx_io import load_onnx
     from quant.openvino import NncfQuant, ov_names, quantize_ov
     from quant.settings import QuantSettings, resolve_exclude
 
-    clips, method = calib_clips(calib)
+    clips, method = calib_clips(calib, default=default_method("openvino"))
     if not clips:
         raise BadInput("openvino: int8 needs calibration clips (compile(..., calib=clips) or --calib PATH)")
     check_clips(clips, spec_in.shape, "calibration")

@@ -148,3 +148,18 @@ def test_a_calibration_set_smaller_than_asked_is_used_and_says_so(tmp_path, capl
         calib = read_calib(tmp_path / "d", (1, 3, 2, 32, 32), clips=10, held_out=4, progress=False)
     assert len(calib.clips) == 6 and len(calib.held_out) == 2 and calib.record()["clips"] == 6
     assert "asked for 10 calibration clips, only 8 usable clips there: using 6" in caplog.text
+
+
+def test_captured_turns_fd_level_writes_into_log_records(caplog):
+    """What a runtime's C++ core writes to fds 1/2 itself (absl, XNNPACK) is logged, not printed."""
+    import os
+
+    from edge.core.chatter import captured
+
+    with caplog.at_level("INFO", logger="some_runtime"), captured("some_runtime"):
+        os.write(1, b"Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"W0000 absl warning line\n")
+        print("a python-level line")
+    lines = [r.getMessage() for r in caplog.records if r.name == "some_runtime"]
+    assert "Created TensorFlow Lite XNNPACK delegate for CPU." in lines
+    assert "W0000 absl warning line" in lines and "a python-level line" in lines

@@ -200,6 +200,14 @@ def test_fidelity_figures():
 
 # ----------------------------------------------------------------------------- targets on a toy
 
+@pytest.mark.parametrize("name,method,why", [("openvino", "entropy", "is not offered by NNCF"),
+                                             ("onnxruntime", "histogram", "is not offered")])
+def test_a_calibration_method_the_runtime_does_not_offer(toy, tmp_path, name, method, why):
+    model, clips = toy
+    with pytest.raises(BadInput, match=f"calibration method '{method}' {why}"):
+        runtime(name).compile(model, TOY, tmp_path / "art", calib=CalibSet("toy", tuple(clips[:6]), method))
+
+
 def _qdq_ops(path) -> list[str]:
     return [n.op_type for n in onnx.load(str(path)).graph.node]
 
@@ -232,6 +240,7 @@ def test_openvino_int8_toy_has_fake_quantize(toy, tmp_path):
     ir = ov.Core().read_model(str(art.model_path))
     assert sum(op.get_type_name() == "FakeQuantize" for op in ir.get_ops()) >= 3
     assert art.notes["quant"]["fake_quantize"] >= 3 and art.notes["quant"]["preset"] == "performance"
+    assert art.notes["quant"]["method"] == "histogram" and art.notes["quant"]["activation_ranges"] == "HISTOGRAM"
     got = target.load(Artifact.read(art.path))(clips[7])
     with torch.no_grad():
         ref = model(torch.from_numpy(clips[7])).numpy()

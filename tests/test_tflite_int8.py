@@ -17,6 +17,7 @@ import torch.nn as nn
 from edge.core.errors import BadInput
 from edge.core.variant import Variant
 from targets import tflite
+from targets.tflite.convert import quantize_int8
 from targets.registry import TargetOptions, get_target
 
 SHAPE = (1, 3, 4, 16, 16)
@@ -77,6 +78,8 @@ def test_int8_flatbuffer_is_integer_and_close_to_fp32(int8_pair: tuple) -> None:
     t, model, art8, art32 = int8_pair
     assert art8.precision == "int8" and art8.notes["quant"]["calibration_clips"] == 16
     assert art8.notes["quant"]["io"] == "int8"
+    assert art8.notes["quant"]["method"] == "histogram"  # plain clips: the target's default ranges
+    assert art8.notes["quant"]["ranges_narrowed"].split()[0] != "0"
     r8 = t.load(art8)
     assert r8.delegated  # XNNPACK runs the int8 graph
     details = r8._interp.get_tensor_details()
@@ -101,3 +104,25 @@ def test_int8_bad_calibration(tmp_path: Path) -> None:
     t = _target()
     with pytest.raises(BadInput, match="calibration clip 0 has shape"):
         t.compile(_model(), VARIANT, tmp_path / "a", calib=[np.zeros((1, 3, 2, 16, 16), np.float32)] * 4)
+
+
+@pytest.mark.slow
+def test_int8_minmax_ranges_are_the_quantizers_own(int8_pair: tuple, tmp_path: Path) -> None:
+    """method "minmax" keeps ai-edge-quantizer's ranges; "histogram" (the default) rewrites them."""
+    from quant.calib import CalibSet
+
+    t, model, art8, _ = int8_pair
+    mm = t.compile(model, VARIANT, tmp_path / "mm", calib=CalibSet("clips", tuple(_clips(16, 0)), "minmax"))
+    assert mm.notes["quant"]["method"] == "minmax" and "ranges_narrowed" not in mm.notes["quant"]
+
+    def scales(art) -> dict[str, float]:
+        it = t.load(art)._interp
+        return {d["name"]: d["quantization"][0] for d in it.get_tensor_details() if d["quantization"][0]}
+
+    a, b = scales(mm), scales(art8)
+    assert sum(a[n] != pytest.approx(b[n], rel=1e-3) for n in set(a) & set(b)) >= 2
+
+
+def test_int8_method_the_target_does_not_offer(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="calibration method 'entropy' is not offered; valid methods: histogram"):
+        quantize_int8(tmp_path / "m.tflite", _clips(4, 0), "entropy")

@@ -4,7 +4,7 @@ process: latency and fidelity (the fpga target's integer figures: benchmarks.stu
     .venv/bin/python -m benchmarks.studies.quant_bench [--models x3d_xs x3d_s ghost_tsm] [--runs 10]
                                                [--runtimes onnxruntime openvino tflite]
                                                [--warmup 2] [--threads 2] [--calib-clips 32]
-                                               [--held-out 32] [--method minmax] [--min-agreement 0.99]
+                                               [--held-out 32] [--method M] [--min-agreement 0.99]
                                                [--no-mixed] [--json]
 
 Weights: X3D-XS is the trained MutualNet checkpoint (``edge/checkpoints/
@@ -16,9 +16,11 @@ Their agreement is that of an untrained net (near-tied logits), not an accuracy 
 
 Per model (its default input, or the checkpoint's): one ONNX export, then per
 runtime the fp32 artifact, the int8 artifact of our recipe (``quant.ort`` /
-``quant.openvino``), the int8 artifact of the plain tool's defaults (onnxruntime
-only: ``quantize_static`` with no arguments; NNCF's default and LiteRT's
-ai-edge-quantizer static int8 recipe are ours) and the
+``quant.openvino`` / ``targets.tflite.convert``, calibration method ``--method`` or
+each runtime's default: percentile on onnxruntime, the error-minimising histogram
+ranges on OpenVINO and LiteRT), the int8 artifact of the plain tool's defaults
+(onnxruntime: ``quantize_static`` with no arguments; OpenVINO and LiteRT: the same
+recipe with NNCF's / ai-edge-quantizer's own min/max ranges, ``int8-minmax``) and the
 mixed-precision artifact (``edge.mixed.compile_mixed`` at ``--min-agreement``;
 its row says which candidate it kept and how many nodes stayed float).  int8 is
 calibrated on ``--calib-clips`` shipped clips (``quant.calib.read_calib``).
@@ -38,6 +40,7 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -49,7 +52,7 @@ from edge.models import create_model
 from edge.core.variant import Variant
 from edge.models.registry import variant as zoo_variant
 from benchmarks.studies.runtimes import Candidate, measure
-from quant.calib import read_calib
+from quant.calib import METHODS, default_method, read_calib
 from quant.fidelity import fidelity
 from targets.base import Artifact
 from targets.registry import TargetOptions, get_target
@@ -116,7 +119,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
     model, base, weights = load(name)
     trained = weights.startswith("trained")
     # the MutualNet checkpoint was trained on frames sampled uniformly over each video: read clips the same way
-    calib = read_calib(None, base.input_shape, clips=args.calib_clips, held_out=args.held_out, method=args.method,
+    calib = read_calib(None, base.input_shape, clips=args.calib_clips, held_out=args.held_out,
                        progress=False, mode="uniform" if trained else "stride")
     onnx_path = export_onnx(model, base.input_shape, tmp / f"{name}.onnx").path
     with torch.no_grad():
@@ -133,20 +136,26 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
             print(f"skip {rt}: the litert-torch converter is not installed (the tflite extra)")
             continue
         source = model if rt == "tflite" else onnx_path  # litert-torch converts the torch module
-        builds = ["fp32", "int8"] + (["int8-default"] if rt == "onnxruntime" else []) + \
-            ([] if args.no_mixed or rt not in MIXED_RUNTIMES else ["int8-mixed"])
+        method = args.method or default_method(rt)
+        # the plain tool's int8: ORT's quantize_static defaults; NNCF / ai-edge-quantizer with their own min/max
+        plain = ["int8-default"] if rt == "onnxruntime" else ["int8-minmax"] if method != "minmax" else []
+        builds = ["fp32", "int8"] + plain + ([] if args.no_mixed or rt not in MIXED_RUNTIMES else ["int8-mixed"])
         for kind in builds:
             key = f"{rt} {kind}"
             out = tmp / name / key.replace(" ", "-")
             variant = base.with_(precision="fp32" if kind == "fp32" else "int8")
             t = time.perf_counter()
             extra: dict[str, object] = {}
+            rt_calib = replace(calib, method="minmax" if kind == "int8-minmax" else method)
+            extra["method"] = rt_calib.method if kind != "fp32" else ""
             if kind == "int8-default":
                 art = _ort_default(onnx_path, variant, out, calib)
+                extra["method"] = "ORT MinMax"
             elif kind == "int8-mixed":
                 out.mkdir(parents=True)
                 try:
-                    art = compile_mixed(target, onnx_path, variant, out, calib, args.min_agreement, rounds=2, runs=3)
+                    art = compile_mixed(target, onnx_path, variant, out, rt_calib, args.min_agreement, rounds=2,
+                                        runs=3)
                 except GateFailed:
                     art = Artifact.read(out, verify=False)
                     extra["floor"] = "missed"
@@ -154,7 +163,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
                 extra.update(kept=m["kept"] or "best found", float_nodes=len(m["excluded_nodes"]),
                              candidates=len(m["candidates"]))
             else:
-                art = target.compile(source, variant, out, calib=calib if kind == "int8" else None)
+                art = target.compile(source, variant, out, calib=None if kind == "fp32" else rt_calib)
             build_s = time.perf_counter() - t
             runner = target.load(Artifact.read(art.path, verify=False).with_(status="ok"))
             got = np.concatenate([runner(c) for c in calib.held_out])
@@ -176,7 +185,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
 
 
 def text(result: dict[str, object]) -> str:
-    head = ("model", "weights", "runtime", "build", "p50 ms", "p90 ms", "x fp32", "agree", "cosine", "SQNR dB",
+    head = ("model", "weights", "runtime", "build", "ranges", "p50 ms", "p90 ms", "x fp32", "agree", "cosine", "SQNR dB",
             "top-1 fp32/int8", "mixed kept", "build s")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in result["rows"]:  # type: ignore[union-attr]
@@ -185,10 +194,10 @@ def text(result: dict[str, object]) -> str:
         kept = f"{r['kept']} ({r['float_nodes']} float)" + (" FLOOR MISSED" if r.get("floor") else "") \
             if "kept" in r else ""
         lines.append(" | ".join(str(x) for x in (
-            r["model"], r["weights"].split(" (")[0], r["runtime"], r["precision"], r["p50_ms"], r["p90_ms"],
+            r["model"], r["weights"].split(" (")[0], r["runtime"], r["precision"], r.get("method", ""), r["p50_ms"], r["p90_ms"],
             r["vs_fp32"], f"{r['agreement']:.3f}", f"{r['cosine']:.4f}", sqnr, top1, kept, r["build_s"])))
     lines.append(f"threads {result['threads']}, {result['runs']} rotated rounds, calibration "
-                 f"{result['calib_clips']} shipped clips ({result['method']}), fidelity on "
+                 f"{result['calib_clips']} shipped clips, fidelity on "
                  f"{result['held_out']} held-out clips, mixed floor {result['min_agreement']}; "
                  f"load average {result['loadavg']}")
     weights = sorted({f"{r['model']}: {r['weights']}" for r in result["rows"]})  # type: ignore[union-attr]
@@ -205,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calib-clips", type=int, default=32)
     p.add_argument("--held-out", type=int, default=32)
-    p.add_argument("--method", default="minmax", choices=("minmax", "percentile", "entropy"))
+    p.add_argument("--method", choices=METHODS,
+                   help="calibration method of the int8 build (default: each runtime's, quant.calib.default_method)")
     p.add_argument("--min-agreement", type=float, default=0.99, help="floor of the mixed-precision search")
     p.add_argument("--no-mixed", action="store_true", help="skip the mixed-precision builds")
     p.add_argument("--json", action="store_true")
@@ -217,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             rows += bench_model(name, args, Path(tmp))
             print(f"done {name}", flush=True)
-    result = {"threads": args.threads, "runs": args.runs, "calib_clips": args.calib_clips, "method": args.method,
+    result = {"threads": args.threads, "runs": args.runs, "calib_clips": args.calib_clips, "method": args.method or "per runtime",
               "held_out": args.held_out, "min_agreement": args.min_agreement,
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "nice": os.nice(0),
               "loadavg": [round(x, 1) for x in os.getloadavg()], "rows": rows}

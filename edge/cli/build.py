@@ -193,8 +193,10 @@ def add_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
     p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8")
     p.add_argument("--calib", help="int8: calibration clips, a manifest/folder/video (default: the shipped set)")
-    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"),
-                   help="int8: calibration method (default: percentile on onnxruntime, minmax elsewhere)")
+    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy", "histogram"),
+                   help="int8: calibration method (default: percentile on onnxruntime, histogram - the "
+                        "error-minimising range - on openvino and tflite, minmax elsewhere; entropy: "
+                        "onnxruntime only, histogram: openvino and tflite only)")
     p.add_argument("--calib-clips", type=int, default=32, help="int8: calibration clips (default %(default)s)")
     p.add_argument("--calib-mode", choices=("stride", "uniform"),
                    help="int8: frame sampling of the calibration and held-out clips (default: as the checkpoint "

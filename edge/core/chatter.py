@@ -10,15 +10,19 @@
                                       INFO records of logger ``name``
 
 Python warnings (torch.onnx, torchao, pytree deprecations) are routed to logging
-(``py.warnings``) by ``setup_logging``, so they land in the log file too.  What a
-runtime's C++ core writes to file descriptor 2 itself is beyond this module.
+(``py.warnings``) by ``setup_logging``, so they land in the log file too.  Inside
+``captured`` file descriptors 1 and 2 are redirected as well, so what a runtime's
+C++ core writes there itself (LiteRT's absl lines, "Created TensorFlow Lite XNNPACK
+delegate", torch's own log handlers) becomes records of ``name`` too.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -129,11 +133,43 @@ class _LineLogger(io.TextIOBase):
 
 @contextlib.contextmanager
 def captured(name: str) -> Iterator[None]:
-    """What is printed to ``sys.stdout``/``sys.stderr`` inside the block becomes DEBUG
-    records of logger ``name`` at INFO (see the module doc)."""
+    """What is printed inside the block - to ``sys.stdout``/``sys.stderr`` or straight to
+    file descriptors 1 and 2 - becomes INFO records of logger ``name`` (see the module doc)."""
     stream = _LineLogger(logging.getLogger(name))
     try:
-        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        with _fds_to(stream), contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             yield
     finally:
         stream.flush()
+
+
+@contextlib.contextmanager
+def _fds_to(stream: _LineLogger) -> Iterator[None]:
+    """File descriptors 1 and 2 into a temporary file for the block, then its text into ``stream``."""
+    fds = []
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+            fds.append(fd)
+        except OSError:
+            pass
+    if not fds:
+        yield
+        return
+    for s in (sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            s.flush()
+    with tempfile.TemporaryFile() as tmp:
+        saved = [os.dup(fd) for fd in fds]
+        for fd in fds:
+            os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            for fd, keep in zip(fds, saved):
+                os.dup2(keep, fd)
+                os.close(keep)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", errors="replace")
+            if text:
+                stream.write(text)

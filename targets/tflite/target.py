@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
+from edge.core.chatter import captured
 from edge.core.errors import BadInput
 from quant.messages import first_line
 from quant.spec import TensorSpec
@@ -135,10 +136,10 @@ class TfliteTarget:
         quant_notes: dict[str, Any] = {}
         clips: list[np.ndarray] = []
         if variant.precision == "int8":
-            clips, source = calibration(calib, variant)
+            clips, source, method = calibration(calib, variant)
         convert(lowered, example, workdir / MODEL_FILE)
         if variant.precision == "int8":
-            quant_notes = {**quantize_int8(workdir / MODEL_FILE, clips), "calibration": source}
+            quant_notes = {**quantize_int8(workdir / MODEL_FILE, clips, method), "calibration": source}
         t2 = time.perf_counter()
         notes: dict[str, Any] = {
             "lowering": ("Conv3d/BatchNorm3d/3D pools -> 2D ops on (T, C, H, W), temporal taps as pad + slices "
@@ -169,8 +170,9 @@ class TfliteTarget:
         if len(head) < 8 or head[4:8] != FLATBUFFER_ID:
             raise BadInput(f"{path}: not a TFLite flatbuffer (no {FLATBUFFER_ID.decode()} identifier)")
         try:
-            interp = module.Interpreter(model_path=str(path), num_threads=self.options.threads)
-            interp.allocate_tensors()
+            with captured("ai_edge_litert"):  # "INFO: Created TensorFlow Lite XNNPACK delegate": to the log
+                interp = module.Interpreter(model_path=str(path), num_threads=self.options.threads)
+                interp.allocate_tensors()
         except Exception as e:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError
             raise BadInput(f"{path}: LiteRT cannot load the model (truncated or corrupt?): {first_line(e)}") from None
         runner = TfliteRunner(artifact, interp)
