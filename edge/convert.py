@@ -1,7 +1,9 @@
 """Import checkpoints of other projects as edgevid checkpoints (``edgevid convert-ckpt``).
 
 Supported: PyTorchVideo X3D checkpoints (``x3d_s.pyth`` and the like, or any
-``create_x3d`` state dict) into ``x3d_xs`` / ``x3d_s`` / ``x3d_m`` / ``x3d_l``.
+``create_x3d`` state dict) into ``x3d_xs`` / ``x3d_s`` / ``x3d_m`` / ``x3d_l``, and
+R(2+1)D-50 ones (``r2plus1d_r50.pyth``, any ``create_r2plus1d(model_depth=50)`` state
+dict) into ``r2plus1d_r50``, whose module names are PyTorchVideo's.
 Files are read with ``torch.load(weights_only=True)``: nothing in them runs.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from edge.models.registry import variant as zoo_variant
 log = logging.getLogger(__name__)
 
 SOURCE_FORMATS: tuple[str, ...] = ("pytorchvideo",)
+PYTORCHVIDEO_FAMILIES: tuple[str, ...] = ("x3d", "r2plus1d")
 
 # PyTorchVideo key prefix -> ours.  PyTorchVideo's create_x3d_stem names its spatial
 # 1x3x3 conv ``conv_t`` and its temporal 5x1x1 conv ``conv_xy``; edge.models.x3d names
@@ -29,12 +32,12 @@ _PYTORCHVIDEO_RENAMES: dict[str, str] = {
     "blocks.0.conv.conv_t.": "blocks.0.conv.conv_xy.",
     "blocks.0.conv.conv_xy.": "blocks.0.conv.conv_t.",
 }
-# The classifier, (num_classes, 2048): its rows give the number of classes.
+# The classifier, (num_classes, 2048) in both families: its rows give the number of classes.
 _PYTORCHVIDEO_PROJ = "blocks.5.proj.weight"
 
 
 def pytorchvideo_key(key: str) -> str:
-    """Our ``edge.models.x3d`` state-dict key for a PyTorchVideo ``create_x3d`` key."""
+    """Our state-dict key for a PyTorchVideo key (``create_x3d``'s stem renamed; the rest as is)."""
     for old, new in _PYTORCHVIDEO_RENAMES.items():
         if key.startswith(old):
             return new + key[len(old):]
@@ -42,13 +45,13 @@ def pytorchvideo_key(key: str) -> str:
 
 
 def pytorchvideo_models() -> tuple[str, ...]:
-    """Zoo models a PyTorchVideo checkpoint converts into (the X3D family)."""
-    return tuple(name for name, info in MODELS.items() if info.family == "x3d")
+    """Zoo models a PyTorchVideo checkpoint converts into (the X3D and R(2+1)D families)."""
+    return tuple(name for name, info in MODELS.items() if info.family in PYTORCHVIDEO_FAMILIES)
 
 
 def from_pytorchvideo(state_dict_or_path: Mapping[str, Any] | str | Path, model_name: str) -> tuple[nn.Module, int]:
     """Our ``model_name`` (at its default frames x resolution, width 1.0) with the
-    weights of a PyTorchVideo X3D checkpoint, in eval mode, and its number of classes.
+    weights of a PyTorchVideo X3D or R(2+1)D-50 checkpoint, in eval mode, and its number of classes.
 
     ``state_dict_or_path``: a ``.pyth`` path (``{"model_state": state_dict}`` or a bare
     state dict), or such an object already loaded.  Raises ``BadInput`` naming the
@@ -66,7 +69,7 @@ def from_pytorchvideo(state_dict_or_path: Mapping[str, Any] | str | Path, model_
     source = as_state_dict(obj, where)
     proj = source.get(_PYTORCHVIDEO_PROJ)
     if proj is None or proj.dim() != 2:
-        raise BadInput(f"{where}: no 2-D {_PYTORCHVIDEO_PROJ!r}; not a PyTorchVideo X3D checkpoint")
+        raise BadInput(f"{where}: no 2-D {_PYTORCHVIDEO_PROJ!r}; not a PyTorchVideo checkpoint of {model_name}")
     num_classes = int(proj.shape[0])
     state = {pytorchvideo_key(k): v for k, v in source.items()}
     model = create_model(zoo_variant(model_name), num_classes=num_classes)

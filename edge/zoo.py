@@ -17,5 +17,5 @@ def zoo_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         c = complexity(create_model(variant), variant.input_shape)
         rows.append({"name": name, "family": info.family, "params": c.params, "gflops": round(c.gflops, 4),
                      "input_shape": list(variant.input_shape), "num_classes": info.num_classes,
-                     "description": info.description})
+                     "description": info.description, "published": info.published})
     return rows

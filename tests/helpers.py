@@ -8,8 +8,10 @@ import torch.nn as nn
 # ONNX Runtime vs PyTorch, both float32: 1e-4 per unit of the largest logit (>= 1).  X3D-L (depth
 # factor 5, 2.3x the blocks of the others) accumulates float32 rounding of the BN folded into its
 # convs over its depth: 2.6e-4 measured on logits up to 1.4 (tests/test_models.py), and up to
-# 1.5e-4 per unit of logit after pruning 30-50% (8 seeded draws, tests/test_prune.py).
-ONNX_TOL: dict[str, float] = {"x3d_l": 5e-4}
+# 1.5e-4 per unit of logit after pruning 30-50% (8 seeded draws, tests/test_prune.py).  R(2+1)D-50
+# sums over up to 4608 inputs per output (512 x 3 x 3 and 2048-wide 1x1x1 convs): 1.0e-4 per unit of a
+# logit of 5 unpruned, 1.4e-4 after pruning 30%.  The bound for new models is 1e-3 relative.
+ONNX_TOL: dict[str, float] = {"x3d_l": 5e-4, "r2plus1d_r50": 3e-4}
 
 
 def onnx_parity_bound(name: str, ref: np.ndarray) -> float:

@@ -59,8 +59,14 @@ def _stubbed(stubs: dict[str, types.ModuleType]) -> Iterator[None]:
 
 def import_x3d() -> types.ModuleType:
     """``pytorchvideo.models.x3d``, imported with the stubs above."""
-    if "pytorchvideo.models.x3d" in sys.modules:
-        return sys.modules["pytorchvideo.models.x3d"]
+    return import_models("x3d")
+
+
+def import_models(name: str) -> types.ModuleType:
+    """``pytorchvideo.models.<name>`` (x3d, r2plus1d, slowfast, ...), imported with the stubs above."""
+    module = f"pytorchvideo.models.{name}"
+    if module in sys.modules:
+        return sys.modules[module]
     torchvision = types.ModuleType("torchvision")
     torchvision.__path__ = []  # a package
     ops = types.ModuleType("torchvision.ops")
@@ -77,14 +83,14 @@ def import_x3d() -> types.ModuleType:
         fvcore_nn.__path__ = [os.path.join(list(fvcore_dirs)[0], "nn")]  # type: ignore[arg-type]
         stubs["fvcore.nn"] = fvcore_nn
     with _stubbed(stubs):
-        return importlib.import_module("pytorchvideo.models.x3d")
+        return importlib.import_module(module)
 
 
 def randomize_(model: nn.Module, seed: int, calib: torch.Tensor) -> nn.Module:
     """Random BN affine parameters, conv biases and classifier; BN running statistics
     measured on ``calib`` (B, 3, T, H, W), any H, W: the pass runs every block up to
-    the head's pooling (``blocks[:-1]``, ``blocks[-1].pool.pre_conv/pre_norm``),
-    which holds every BN of X3D.
+    the head's pooling (``blocks[:-1]``, and X3D's ``blocks[-1].pool.pre_conv/pre_norm``),
+    which holds every BN of X3D and R(2+1)D.
 
     PyTorchVideo initialises the last BN of every residual branch to zero (the
     branch then contributes nothing), every bias to zero and the classifier to
@@ -117,7 +123,9 @@ def randomize_(model: nn.Module, seed: int, calib: torch.Tensor) -> nn.Module:
         x = calib
         for block in model.blocks[:-1]:
             x = block(x)
-        model.blocks[-1].pool.pre_norm(model.blocks[-1].pool.pre_conv(x))
+        pool = model.blocks[-1].pool
+        if hasattr(pool, "pre_conv"):  # X3D's head holds a conv + BN before its pooling
+            pool.pre_norm(pool.pre_conv(x))
         for m in norms:
             m.momentum = 0.1
     return model.eval()
@@ -133,6 +141,18 @@ def pytorchvideo_x3d(name: str, num_classes: int = 400, frames: int | None = Non
     model = x3d.create_x3d(input_clip_length=frames or default_frames, input_crop_size=crop or default_crop,
                            model_num_class=num_classes, depth_factor=depth_factor, head_activation=None)
     return randomize_(model, seed, clip(2, frames or default_frames, 64, seed=seed + 1000))
+
+
+def pytorchvideo_r2plus1d(num_classes: int = 400, frames: int = 16, crop: int = 224, seed: int = 0) -> nn.Module:
+    """PyTorchVideo ``create_r2plus1d`` (depth 50) at ``frames`` x ``crop`` (the head's window
+    (frames/4, crop/32, crop/32) where that is under its (4, 7, 7)), logits out, randomised
+    (BN statistics from two ``frames`` x 64 x 64 clips)."""
+    r2 = import_models("r2plus1d")
+    torch.manual_seed(seed)
+    t, s = -(-frames // 4), -(-crop // 32)
+    model = r2.create_r2plus1d(model_num_class=num_classes, head_activation=None, dropout_rate=0.0,
+                               head_pool_kernel_size=(min(4, t), min(7, s), min(7, s)))
+    return randomize_(model, seed, clip(2, frames, 64, seed=seed + 1000))
 
 
 def clip(batch: int, frames: int, crop: int, seed: int = 0) -> torch.Tensor:

@@ -153,11 +153,12 @@ def _zoo_params() -> list:
 
 @pytest.mark.parametrize("name", _zoo_params())
 def test_zoo_model_compiles_into_the_fpga_set(name: str, tmp_path: Path) -> None:
-    """Every registered model lowers into the FPGA set with zero reasons (X3D with hard
-    activations); the exact ones match PyTorch."""
+    """Every registered model lowers into the FPGA set with zero reasons (X3D and S3D-G,
+    whose Swish / SE / feature gates are sigmoids, with hard activations); the exact ones
+    match PyTorch."""
     v = small_variant(name)
     model = create_model(v, num_classes=10).eval()
-    hard = MODELS[name].family == "x3d"
+    hard = MODELS[name].family == "x3d" or name == "s3dg"
     target = FpgaTarget(TargetOptions(hard_activations=hard))
     art = target.compile(model, v, tmp_path)
     assert art.status == "ok" and target.check(art.model_path) == []

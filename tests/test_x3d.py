@@ -218,7 +218,7 @@ def test_convert_state_dict_of_another_network(tmp_path: Path, capsys: pytest.Ca
     src = tmp_path / "resnet.pyth"
     torch.save({"model_state": {"fc.weight": torch.zeros(10, 4)}}, src)
     err = _bad(src, tmp_path, capsys)
-    assert "resnet.pyth" in err and "blocks.5.proj.weight" in err and "not a PyTorchVideo X3D" in err
+    assert "resnet.pyth" in err and "blocks.5.proj.weight" in err and "not a PyTorchVideo checkpoint of x3d_xs" in err
 
 
 def test_convert_into_a_deeper_model_names_first_missing_key(tmp_path: Path,

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from edge.zoo import zoo_table
 
-# (params in millions, GFLOPs as multiply-adds) from the X3D paper and the GhostNet paper
+# (params in millions, GFLOPs as multiply-adds) at the model's default input: the X3D and GhostNet
+# papers; torchvision's r2plus1d_18 (31,505,325 params, 40.52 GFLOPs at 16 x 112).  R(2+1)D-50's
+# published 76.45 GFLOPs are at 16 x 256, not its default 16 x 224 (edge.models.r2plus1d: 75.15 there);
+# S3D / S3D-G have no confirmed GFLOPs (edge.models.s3d).
 PUBLISHED: dict[str, tuple[float, float]] = {
+    "r2plus1d_18": (31.505, 40.52),
     "x3d_xs": (3.8, 0.60),
     "x3d_s": (3.8, 1.96),
     "x3d_m": (3.8, 4.73),

@@ -22,8 +22,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = zoo_table(args.model or None)
     emit(args, rows, lambda rs: table(
         [(r["name"], f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.3f}", "x".join(map(str, r["input_shape"])),
-          r["description"]) for r in rs],
-        ("name", "params", "GFLOPs", "input", "description")))
+          r["description"], r["published"] or "-") for r in rs],
+        ("name", "params", "GFLOPs", "input", "description", "published")))
     return 0
 
 
