@@ -23,7 +23,7 @@ from edge.compile import build_from_checkpoint
 from edge.core.errors import BadInput
 from targets.export import export_onnx
 from edge.models import create_model
-from edge.models.registry import variant as zoo_variant
+from edge.checkpoint import variant_for
 from edge.train import build_cache
 from quant.calib import read_calib
 from quant.fidelity import fidelity
@@ -59,7 +59,8 @@ def prepare(source: onnx.ModelProto, target: str, hard_activations: bool = True,
 POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse", "histogram": "mse"}  # as targets.fpga maps CalibSet methods
 
 
-def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | None = None, width: float = 1.0,
+def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | None = None,
+            width: float | None = None,
             resolution: int | None = None, frames: int | None = None, cfg: QatConfig = QatConfig(),
             calib: str | None = None, calib_clips: int = 32, calib_method: str = "minmax",
             val: str | None = None, hard_activations: bool = False, resume: bool = True) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | 
         raise BadInput(f"QAT for target {target!r} is not supported (supported: {', '.join(TARGET_SCHEME)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    variant = zoo_variant(model, width, resolution, frames)
+    variant = variant_for(model, ckpt, width, resolution, frames)  # open flags: the checkpoint's own
     if ckpt is None:
         log.warning("QAT of untrained weights (no --ckpt)")
         torch_model, notes = create_model(variant, 10).eval(), {}

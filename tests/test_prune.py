@@ -33,6 +33,20 @@ def test_cli_bad_ratio_and_criterion_exit_2(tmp_path, capsys):
     assert main(["prune", "--model", "nope", "--ratio", "0.3", "--out", str(tmp_path / "p.pt")]) == 2
 
 
+def test_cli_defaults_to_the_checkpoints_configuration_else_the_models(tmp_path, capsys):
+    """prune --ckpt without --frames/--resolution works at the checkpoint's own input (a
+    checkpoint saved at 6 x 48 here), and without --ckpt at the model's (X3D-XS: 4 x 160)."""
+    import json
+
+    v = Variant("x3d_xs", width=0.5, frames=6, resolution=48)
+    ckpt = save_checkpoint(tmp_path / "c.pt", create_model(v, num_classes=5), v, 5)
+    assert main(["prune", "--model", "x3d_xs", "--ckpt", str(ckpt), "--ratio", "0.3", "--out",
+                 str(tmp_path / "p.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [1, 3, 6, 48, 48]
+    assert main(["prune", "--model", "x3d_xs", "--ratio", "0.3", "--out", str(tmp_path / "q.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [1, 3, 4, 160, 160]
+
+
 def test_unknown_layer_type_named():
     v = small("convnet2d_s")
     m = create_model(v, num_classes=5)

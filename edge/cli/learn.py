@@ -134,8 +134,9 @@ def add_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--global", dest="global_", action="store_true", help="one ranking over all layers")
     p.add_argument("--round-to", type=int, help="keep channel counts multiples of this, e.g. 8")
     p.add_argument("--iterative", type=int, default=1, help="prune in K steps, fine-tuning after each")
-    p.add_argument("--resolution", type=int, help="crop side for FLOPs and fine-tune (default: the model's)")
-    p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
+    p.add_argument("--resolution", type=int,
+                   help="crop side for FLOPs and fine-tune (default: the checkpoint's, else the model's)")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else the model's)")
     p.add_argument("--limit", type=int, help="fine-tune on the first N videos only")
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tune AdamW learning rate (default %(default)s)")
     add_json(p)
@@ -175,12 +176,12 @@ def add_qat(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="clips per step (default %(default)s)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate, cosine decay (default %(default)s)")
     p.add_argument("--calib", help="calibration clips (default: --data)")
-    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy"),
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "entropy", "histogram"),
                    help="calibration method, as for compile (default %(default)s)")
     p.add_argument("--calib-clips", type=int, default=32, help="calibration clips (default %(default)s)")
-    p.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1.0)")
-    p.add_argument("--resolution", type=int, help="crop side in pixels (default: the model's)")
-    p.add_argument("--frames", type=int, help="frames per clip (default: the model's)")
+    p.add_argument("--width", type=float, help="width multiplier (default: the checkpoint's, else 1.0)")
+    p.add_argument("--resolution", type=int, help="crop side in pixels (default: the checkpoint's, else the model's)")
+    p.add_argument("--frames", type=int, help="frames per clip (default: the checkpoint's, else the model's)")
     p.add_argument("--hard-activations", action="store_true",
                    help="Swish/Sigmoid -> hard approximations (the fpga target needs it for X3D)")
     p.add_argument("--threads", type=int, help="torch CPU threads")

@@ -11,9 +11,8 @@ from typing import Any, Mapping
 
 from calib_data import shipped_manifest
 from calib_data.labelled import read_labelled
-from edge.checkpoint import clip_sampling, load_checkpoint, save_checkpoint
+from edge.checkpoint import clip_sampling, load_checkpoint, save_checkpoint, variant_for
 from edge.core.errors import BadInput
-from edge.core.variant import Variant
 from edge.models import create_model
 from edge.models.registry import model_info
 from edge.prune.finetune import fast_depthwise3d, finetune_kd, load_labelled, recalibrate_bn
@@ -40,15 +39,13 @@ def prune_job(model_name: str, ckpt: str | None, ratio: float, out: str | Path, 
         raise BadInput(f"--epochs must be >= 0, got {epochs}")
     if recal_clips < 0:
         raise BadInput(f"--recal-clips must be >= 0, got {recal_clips}")
-    variant = Variant(model_name, frames=frames, resolution=resolution)
+    # frames / crop default to the checkpoint's own configuration (else the model's)
+    variant = variant_for(model_name, ckpt, frames=frames, resolution=resolution)
     family = model_info(model_name).family
     if ckpt:
         ck = load_checkpoint(ckpt)
-        if ck.variant.model != model_name:
-            raise BadInput(f"{ckpt}: checkpoint holds {ck.variant.model}, not {model_name}")
         if ck.meta.get("prune"):
             raise BadInput(f"{ckpt}: already pruned; prune the original checkpoint")
-        variant = variant.with_(width=ck.variant.width)
         num_classes = ck.num_classes
         teacher = load_teacher(ckpt, variant)
         classes = ck.meta.get("classes")
