@@ -1,8 +1,9 @@
 """Generic ONNX readers (no torch, no runtime): load and validate a file, list
 the real graph inputs, read the single input / output as ``TensorSpec``.
 
-API: ``load_onnx(path) -> onnx.ModelProto`` (``onnx.load`` + ``onnx.checker``, any
-failure one ``BadInput`` naming the file), ``graph_inputs(proto) ->
+API: ``load_onnx(path, input_shape=None) -> onnx.ModelProto`` (``onnx.load`` +
+``onnx.checker``, any failure one ``BadInput`` naming the file; old files brought up
+to date by ``quant.onnx_upgrade``), ``graph_inputs(proto) ->
 [ValueInfoProto]`` (initializers left out), ``io_specs(proto, where) ->
 (TensorSpec in, TensorSpec out)`` (static shapes, e.g. (1, 3, T, H, W) -> (1, classes)),
 ``initializers(proto) -> {name: np.ndarray}`` (the graph's constant tables), ``attrs_of(node) ->
@@ -10,7 +11,9 @@ failure one ``BadInput`` naming the file), ``graph_inputs(proto) ->
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -18,7 +21,10 @@ from onnx import helper, numpy_helper
 
 from edge.core.errors import BadInput
 from quant.messages import first_line
+from quant.onnx_upgrade import modernize
 from quant.spec import TensorSpec
+
+log = logging.getLogger(__name__)
 
 # ONNX element type -> numpy dtype name for the specs (float32 is what every runner takes).
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -26,8 +32,10 @@ _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16
            onnx.TensorProto.INT64: "int64", onnx.TensorProto.DOUBLE: "float64", onnx.TensorProto.BOOL: "bool"}
 
 
-def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """``onnx.load`` + ``onnx.checker`` with every failure as one ``BadInput`` line naming the file."""
+def load_onnx(path: str | Path, input_shape: Sequence[int] | None = None) -> onnx.ModelProto:
+    """``onnx.load`` + ``onnx.checker`` with every failure as one ``BadInput`` line naming the
+    file, then :func:`quant.onnx_upgrade.modernize` (old opsets, IR 3 inputs, value_info
+    without shapes; ``input_shape`` fixes a dynamic input), its notes logged."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: ONNX file not found")
@@ -41,6 +49,9 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         onnx.checker.check_model(proto)
     except Exception as e:  # noqa: BLE001 - onnx.checker.ValidationError and friends
         raise BadInput(f"{path}: invalid ONNX model ({first_line(e)})") from None
+    proto, notes = modernize(proto, str(path), input_shape)
+    for note in notes:
+        log.info("%s: %s", path, note)
     return proto
 
 

@@ -236,10 +236,48 @@ def add_compile(p: argparse.ArgumentParser) -> None:
     add_json(p)
 
 
+def input_shape_arg(text: str | None) -> tuple[int, ...] | None:
+    """``--input-shape 1x3x8x112x112`` as a tuple; one ``BadInput`` line when it is not one."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise BadInput(f"--input-shape {text!r}: expected positive dimensions joined by 'x', e.g. 1x3x8x112x112")
+    return dims
+
+
+def _refuse_dynamic_inputs(proto: Any, where: str) -> None:
+    """``BadInput`` naming the first dynamic dimension of a graph input: the lowering rewrites by shape."""
+    from quant.onnx_io import graph_inputs
+
+    for value in graph_inputs(proto):
+        for i, d in enumerate(value.type.tensor_type.shape.dim):
+            if not (d.HasField("dim_value") and d.dim_value > 0):
+                raise BadInput(f"{where}: input {value.name!r} dimension {i} ({d.dim_param or 'unknown'}) is dynamic; "
+                               "fix it with --input-shape, e.g. --input-shape 1x3x8x112x112")
+
+
 def cmd_check_ops(args: argparse.Namespace) -> int:
+    import tempfile
+
     from targets.registry import get_target
 
-    reasons = get_target(args.target).check(args.onnx)
+    target = get_target(args.target)
+    shape = input_shape_arg(args.input_shape)
+    if shape is None:
+        reasons = target.check(args.onnx)
+    else:  # the file with its dynamic input fixed, checked as the target would see it
+        import onnx
+
+        from quant.onnx_io import load_onnx
+
+        with tempfile.TemporaryDirectory(prefix="edgevid-check-") as tmp:
+            fixed = Path(tmp) / Path(args.onnx).name
+            onnx.save_model(load_onnx(args.onnx, shape), str(fixed))
+            reasons = target.check(fixed)
     emit(args, {"model": args.onnx, "target": args.target, "ok": not reasons, "reasons": reasons},
          lambda d: "\n".join([*d["reasons"], f"{d['model']}: {len(d['reasons'])} node(s) rejected by {d['target']}"
                               if d["reasons"] else f"{d['model']}: every node accepted by {d['target']}"]))
@@ -250,7 +288,8 @@ def add_check_ops(p: argparse.ArgumentParser) -> None:
     from targets.registry import TARGETS
 
     p.add_argument("--target", required=True, help=f"one of: {', '.join(TARGETS)}")
-    p.add_argument("onnx", metavar="MODEL.onnx", help="ONNX model to check")
+    p.add_argument("onnx", metavar="MODEL.onnx", help="ONNX model to check (any exporter and opset)")
+    p.add_argument("--input-shape", help="fix a dynamic input, e.g. 1x3x8x112x112")
     add_json(p)
 
 
@@ -272,7 +311,8 @@ def cmd_lower(args: argparse.Namespace) -> int:
     out = Path(args.dst)
     if not out.parent.is_dir():
         raise BadInput(f"{out}: folder {out.parent} does not exist")
-    source = load_onnx(args.src)
+    source = load_onnx(args.src, input_shape_arg(args.input_shape))
+    _refuse_dynamic_inputs(source, args.src)
     lowered = lower(source, OPSETS[args.target], hard_activations=args.hard_activations)
     tmp = out.with_name(out.name + ".tmp")
     onnx.save_model(lowered, str(tmp))
@@ -303,6 +343,8 @@ def add_lower(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help=f"target whose operator set to lower into: {', '.join(OPSETS)}")
     p.add_argument("--hard-activations", action="store_true",
                    help="also replace Sigmoid/Swish by ReLU6-based hard forms (changes the math; reported)")
-    p.add_argument("src", metavar="IN.onnx", help="ONNX model to rewrite (any exporter, static shapes)")
+    p.add_argument("src", metavar="IN.onnx",
+                   help="ONNX model to rewrite (any exporter; older opsets are upgraded to 17 first)")
     p.add_argument("dst", metavar="OUT.onnx", help="lowered ONNX model to write")
+    p.add_argument("--input-shape", help="fix a dynamic input, e.g. 1x3x8x112x112")
     add_json(p)
