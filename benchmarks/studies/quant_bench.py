@@ -5,7 +5,7 @@ process: latency and fidelity (the fpga target's integer figures: benchmarks.stu
                                                [--runtimes onnxruntime openvino tflite]
                                                [--warmup 2] [--threads 2] [--calib-clips 32]
                                                [--held-out 32] [--method M] [--min-agreement 0.99]
-                                               [--no-mixed] [--json]
+                                               [--no-mixed] [--frames F] [--resolution R] [--json]
 
 Weights: X3D-XS is the trained MutualNet checkpoint (``edge/checkpoints/
 x3d_xs_mutual_synth10.pt``, full configuration w1.0-r128-f8, 10 synthetic motion
@@ -77,8 +77,9 @@ def realistic(model: torch.nn.Module, input_shape: tuple[int, ...], seed: int = 
     return model.eval()
 
 
-def load(name: str) -> tuple[torch.nn.Module, Variant, str]:
-    """(model, variant, weights note): the trained checkpoint when there is one, else random weights."""
+def load(name: str, frames: int | None = None, resolution: int | None = None) -> tuple[torch.nn.Module, Variant, str]:
+    """(model, variant, weights note): the trained checkpoint when there is one (at its own
+    configuration), else random weights at ``frames`` x ``resolution`` (default: the model's)."""
     if name in TRAINED and TRAINED[name].is_file():
         from edge.checkpoint import load_checkpoint, load_model
 
@@ -86,7 +87,7 @@ def load(name: str) -> tuple[torch.nn.Module, Variant, str]:
         model, _ = load_model(TRAINED[name], variant)
         return model.eval(), variant, f"trained ({TRAINED[name].name}, {variant.tag})"
     torch.manual_seed(0)
-    variant = zoo_variant(name)
+    variant = zoo_variant(name, frames=frames, resolution=resolution)
     return realistic(create_model(variant), variant.input_shape), variant, "random (no trained weights)"
 
 
@@ -116,7 +117,7 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
     from targets.export import export_onnx
     from edge.mixed import compile_mixed
 
-    model, base, weights = load(name)
+    model, base, weights = load(name, getattr(args, "frames", None), getattr(args, "resolution", None))
     trained = weights.startswith("trained")
     # the MutualNet checkpoint was trained on frames sampled uniformly over each video: read clips the same way
     calib = read_calib(None, base.input_shape, clips=args.calib_clips, held_out=args.held_out,
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="calibration method of the int8 build (default: each runtime's, quant.calib.default_method)")
     p.add_argument("--min-agreement", type=float, default=0.99, help="floor of the mixed-precision search")
     p.add_argument("--no-mixed", action="store_true", help="skip the mixed-precision builds")
+    p.add_argument("--frames", type=int, help="input frames of the random-weight models (default: each model's)")
+    p.add_argument("--resolution", type=int, help="input crop of the random-weight models (default: each model's)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
