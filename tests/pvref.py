@@ -86,7 +86,7 @@ def import_models(name: str) -> types.ModuleType:
         return importlib.import_module(module)
 
 
-def randomize_(model: nn.Module, seed: int, calib: torch.Tensor) -> nn.Module:
+def randomize_(model: nn.Module, seed: int, calib: torch.Tensor, run=None) -> nn.Module:
     """Random BN affine parameters, conv biases and classifier; BN running statistics
     measured on ``calib`` (B, 3, T, H, W), any H, W: the pass runs every block up to
     the head's pooling (``blocks[:-1]``, and X3D's ``blocks[-1].pool.pre_conv/pre_norm``),
@@ -120,12 +120,15 @@ def randomize_(model: nn.Module, seed: int, calib: torch.Tensor) -> nn.Module:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration pass
         model.train()
-        x = calib
-        for block in model.blocks[:-1]:
-            x = block(x)
-        pool = model.blocks[-1].pool
-        if hasattr(pool, "pre_conv"):  # X3D's head holds a conv + BN before its pooling
-            pool.pre_norm(pool.pre_conv(x))
+        if run is not None:  # a model whose blocks take more than a tensor (SlowFast's pathway lists)
+            run(model, calib)
+        else:
+            x = calib
+            for block in model.blocks[:-1]:
+                x = block(x)
+            pool = model.blocks[-1].pool
+            if hasattr(pool, "pre_conv"):  # X3D's head holds a conv + BN before its pooling
+                pool.pre_norm(pool.pre_conv(x))
         for m in norms:
             m.momentum = 0.1
     return model.eval()
@@ -153,6 +156,20 @@ def pytorchvideo_r2plus1d(num_classes: int = 400, frames: int = 16, crop: int = 
     model = r2.create_r2plus1d(model_num_class=num_classes, head_activation=None, dropout_rate=0.0,
                                head_pool_kernel_size=(min(4, t), min(7, s), min(7, s)))
     return randomize_(model, seed, clip(2, frames, 64, seed=seed + 1000))
+
+
+def pytorchvideo_slowfast(num_classes: int = 400, frames: int = 32, crop: int = 224, seed: int = 0) -> nn.Module:
+    """PyTorchVideo ``create_slowfast`` as SlowFast-R50 4x16 (fusion kernel (5,1,1), stride 8) at
+    ``frames`` x ``crop``, taking ``[x[:, :, ::8], x]``; logits out, randomised, BN statistics from
+    one train-mode pass over two clips."""
+    sf = import_models("slowfast")
+    torch.manual_seed(seed)
+    t_slow, s = -(-frames // 8), -(-crop // 32)
+    model = sf.create_slowfast(model_num_class=num_classes, slowfast_fusion_conv_kernel_size=(5, 1, 1),
+                               slowfast_fusion_conv_stride=(8, 1, 1), dropout_rate=0.0, head_activation=None,
+                               head_pool_kernel_sizes=((t_slow, min(7, s), min(7, s)), (frames, min(7, s), min(7, s))))
+    x = clip(2, frames, crop, seed=seed + 1000)
+    return randomize_(model, seed, x, run=lambda m, c: m([c[:, :, ::8], c]))
 
 
 def clip(batch: int, frames: int, crop: int, seed: int = 0) -> torch.Tensor:

@@ -49,11 +49,16 @@ def test_width_multiplier_shrinks_the_model(name):
     assert 0 < half.macs < full.macs
 
 
+# SlowFast's Slow pathway (most of its compute) sees every 8th frame: 4 and 8 frames are both one slow frame
+FRAME_STEP = {"slowfast_r50": 8}
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_macs_grow_with_frames_and_resolution(name):
-    small = Variant(name, frames=4, resolution=64)
+    frames = 4 * FRAME_STEP.get(name, 1)
+    small = Variant(name, frames=frames, resolution=64)
     c1 = complexity(create_model(small), small.input_shape)
-    c2 = complexity(create_model(small.with_(frames=8)), small.with_(frames=8).input_shape)
+    c2 = complexity(create_model(small.with_(frames=2 * frames)), small.with_(frames=2 * frames).input_shape)
     c3 = complexity(create_model(small.with_(resolution=128)), small.with_(resolution=128).input_shape)
     assert c2.params == c1.params == c3.params  # shapes change compute, not weights
     assert c2.macs > 1.8 * c1.macs  # every layer runs per frame (2x frames, ~2x compute)

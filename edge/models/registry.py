@@ -72,6 +72,9 @@ MODELS: dict[str, ModelInfo] = {
     "r2plus1d_18": ModelInfo("r2plus1d_18", "r2plus1d", "edge.models.r2plus1d:r2plus1d_18", 16, 112, 400,
                              "R(2+1)D-18 (Tran 2018): basic blocks of (1,3,3)+(3,1,1) convs, M_i inner width",
                              "torchvision r2plus1d_18: 31,505,325 params, 40.52 GFLOPs (MACs) at 16x112"),
+    "slowfast_r50": ModelInfo("slowfast_r50", "slowfast", "edge.models.slowfast:slowfast_r50", 32, 224, 400,
+                              "SlowFast-R50 4x16 (Feichtenhofer 2019): alpha 8, beta 1/8; slow = every 8th frame",
+                              "SlowFast paper: 36.1 GFLOPs (MACs) at 32x256, K400 75.6; PyTorchVideo: 34.48M params"),
     "s3d": ModelInfo("s3d", "s3d", "edge.models.s3d:s3d", 64, 224, 400,
                      "S3D (Xie 2018): Inception-v1 with separable (1,k,k)+(k,1,1) 3D convs",
                      "torchvision s3d: 8,320,048 params (400 classes); GFLOPs not confirmed"),
@@ -89,6 +92,7 @@ FAMILIES: dict[str, str] = {
     "convnet2d": "edge.models.convnet2d:FAMILY",
     "r2plus1d": "edge.models.r2plus1d:FAMILY",
     "s3d": "edge.models.s3d:FAMILY",
+    "slowfast": "edge.models.slowfast:FAMILY",
 }
 
 
