@@ -56,7 +56,8 @@ def prepare(source: onnx.ModelProto, target: str, hard_activations: bool = True,
     return GraphNet(qat_graph(source, scheme, fold_bn=fold_bn), scheme, method, rounding)
 
 
-POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse", "histogram": "mse"}  # as targets.fpga maps CalibSet methods
+# as targets.fpga maps CalibSet methods
+POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse", "histogram": "mse"}
 
 
 def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | None = None,

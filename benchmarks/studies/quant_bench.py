@@ -9,7 +9,8 @@ process: latency and fidelity (the fpga target's integer figures: benchmarks.stu
 
 Weights: X3D-XS is the trained MutualNet checkpoint (``edge/checkpoints/
 x3d_xs_mutual_synth10.pt``, full configuration w1.0-r128-f8, 10 synthetic motion
-classes; clips sampled uniformly over each video, as it was trained); every other model has no trained weights here and runs seeded random
+classes; clips sampled uniformly over each video, as it was trained); every other
+model has no trained weights here and runs seeded random
 weights with random BN affine terms and running statistics from one train-mode
 forward (activations at a trained-like scale) - the ``weights`` column says which.
 Their agreement is that of an untrained net (near-tied logits), not an accuracy figure.
@@ -186,7 +187,8 @@ def bench_model(name: str, args: argparse.Namespace, tmp: Path) -> list[dict[str
 
 
 def text(result: dict[str, object]) -> str:
-    head = ("model", "weights", "runtime", "build", "ranges", "p50 ms", "p90 ms", "x fp32", "agree", "cosine", "SQNR dB",
+    head = ("model", "weights", "runtime", "build", "ranges", "p50 ms", "p90 ms", "x fp32", "agree", "cosine",
+            "SQNR dB",
             "top-1 fp32/int8", "mixed kept", "build s")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in result["rows"]:  # type: ignore[union-attr]
@@ -195,7 +197,8 @@ def text(result: dict[str, object]) -> str:
         kept = f"{r['kept']} ({r['float_nodes']} float)" + (" FLOOR MISSED" if r.get("floor") else "") \
             if "kept" in r else ""
         lines.append(" | ".join(str(x) for x in (
-            r["model"], r["weights"].split(" (")[0], r["runtime"], r["precision"], r.get("method", ""), r["p50_ms"], r["p90_ms"],
+            r["model"], r["weights"].split(" (")[0], r["runtime"], r["precision"], r.get("method", ""),
+            r["p50_ms"], r["p90_ms"],
             r["vs_fp32"], f"{r['agreement']:.3f}", f"{r['cosine']:.4f}", sqnr, top1, kept, r["build_s"])))
     lines.append(f"threads {result['threads']}, {result['runs']} rotated rounds, calibration "
                  f"{result['calib_clips']} shipped clips, fidelity on "
@@ -230,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             rows += bench_model(name, args, Path(tmp))
             print(f"done {name}", flush=True)
-    result = {"threads": args.threads, "runs": args.runs, "calib_clips": args.calib_clips, "method": args.method or "per runtime",
+    result = {"threads": args.threads, "runs": args.runs, "calib_clips": args.calib_clips,
+              "method": args.method or "per runtime",
               "held_out": args.held_out, "min_agreement": args.min_agreement,
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "nice": os.nice(0),
               "loadavg": [round(x, 1) for x in os.getloadavg()], "rows": rows}

@@ -59,6 +59,7 @@ import torch.nn as nn
 from edge.core.errors import BadInput
 from edge.models.common import scale_channels
 from edge.models.family import FamilySpec
+from edge.models.resnet3d import Bottleneck, ResBlock, ResStage
 
 CHANNEL_DIVISOR = 8
 STEM_CHANNELS = 64
@@ -95,52 +96,6 @@ class Conv2plus1d(nn.Module):
         return self.conv_xy(self.activation(self.norm(self.conv_t(x))))
 
 
-class Bottleneck(nn.Module):
-    def __init__(self, c_in: int, c_inner: int, c_out: int, t_stride: int, s_stride: int) -> None:
-        super().__init__()
-        self.conv_a = nn.Conv3d(c_in, c_inner, 1, bias=False)
-        self.norm_a = nn.BatchNorm3d(c_inner)
-        self.act_a = nn.ReLU()
-        self.conv_b = Conv2plus1d(c_inner, t_stride, s_stride)
-        self.norm_b = nn.BatchNorm3d(c_inner)
-        self.act_b = nn.ReLU()
-        self.conv_c = nn.Conv3d(c_inner, c_out, 1, bias=False)
-        self.norm_c = nn.BatchNorm3d(c_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act_a(self.norm_a(self.conv_a(x)))
-        x = self.act_b(self.norm_b(self.conv_b(x)))
-        return self.norm_c(self.conv_c(x))
-
-
-class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_inner: int, c_out: int, t_stride: int = 1, s_stride: int = 1) -> None:
-        super().__init__()
-        shortcut = c_in != c_out or t_stride * s_stride != 1
-        self.branch1_conv = nn.Conv3d(c_in, c_out, 1, (t_stride, s_stride, s_stride), bias=False) \
-            if shortcut else None
-        self.branch1_norm = nn.BatchNorm3d(c_out) if shortcut else None
-        self.branch2 = Bottleneck(c_in, c_inner, c_out, t_stride, s_stride)
-        self.activation = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.branch2(x)
-        if self.branch1_conv is not None:
-            x = self.branch1_norm(self.branch1_conv(x))
-        return self.activation(x + y)
-
-
-class ResStage(nn.Module):
-    def __init__(self, blocks: list[ResBlock]) -> None:
-        super().__init__()
-        self.res_blocks = nn.ModuleList(blocks)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.res_blocks:
-            x = block(x)
-        return x
-
-
 class Head(nn.Module):
     """AvgPool3d (window cut to the map) stride 1, mean, dropout, linear: (B, C, t, h, w) -> (B, classes)."""
 
@@ -167,6 +122,11 @@ class R2Plus1D(nn.Module):
         return x
 
 
+def _block(c_in: int, c_inner: int, c_out: int, t_stride: int, s_stride: int) -> ResBlock:
+    conv_b = Conv2plus1d(c_inner, t_stride, s_stride)
+    return ResBlock(c_in, c_out, Bottleneck(c_in, c_inner, c_out, conv_b), (t_stride, s_stride, s_stride))
+
+
 def create_r2plus1d(num_classes: int, frames: int, resolution: int, width: float, dropout: float = 0.0) -> R2Plus1D:
     """R(2+1)D-50 at ``width``; the head's window cut to the input (module doc)."""
     if frames < 1 or resolution < 1:
@@ -176,7 +136,7 @@ def create_r2plus1d(num_classes: int, frames: int, resolution: int, width: float
     c_in, t, s = ch(STEM_CHANNELS), frames, (resolution + 1) // 2
     for depth, c_out, ts in zip(STAGE_DEPTHS, STAGE_CHANNELS, TEMPORAL_STRIDES):
         inner, out = ch(c_out // 4), ch(c_out)
-        blocks.append(ResStage([ResBlock(c_in if i == 0 else out, inner, out, ts if i == 0 else 1, 2 if i == 0 else 1)
+        blocks.append(ResStage([_block(c_in if i == 0 else out, inner, out, ts if i == 0 else 1, 2 if i == 0 else 1)
                                 for i in range(depth)]))
         c_in, t, s = out, (t - 1) // ts + 1, (s - 1) // 2 + 1
     pool = (min(HEAD_POOL[0], t), min(HEAD_POOL[1], s), min(HEAD_POOL[2], s))

@@ -49,6 +49,7 @@ import torch.nn as nn
 from edge.core.errors import BadInput
 from edge.models.common import scale_channels
 from edge.models.family import FamilySpec
+from edge.models.resnet3d import Bottleneck, ResBlock, ResStage
 
 ALPHA = 8                 # fast frames per slow frame
 BETA_INV = 8              # slow channels per fast channel
@@ -71,50 +72,15 @@ class Stem(nn.Module):
         return self.pool(self.activation(self.norm(self.conv(x))))
 
 
-class Bottleneck(nn.Module):
-    def __init__(self, c_in: int, c_inner: int, c_out: int, kt: int, stride: int) -> None:
-        super().__init__()
-        self.conv_a = nn.Conv3d(c_in, c_inner, (kt, 1, 1), 1, (kt // 2, 0, 0), bias=False)
-        self.norm_a = nn.BatchNorm3d(c_inner)
-        self.act_a = nn.ReLU()
-        self.conv_b = nn.Conv3d(c_inner, c_inner, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
-        self.norm_b = nn.BatchNorm3d(c_inner)
-        self.act_b = nn.ReLU()
-        self.conv_c = nn.Conv3d(c_inner, c_out, 1, bias=False)
-        self.norm_c = nn.BatchNorm3d(c_out)
+def res_stage(depth: int, c_in: int, c_inner: int, c_out: int, kt: int, stride: int) -> ResStage:
+    """``depth`` bottlenecks (conv_a (kt,1,1), conv_b (1,3,3) with spatial ``stride`` in the first)."""
+    def block(i: int) -> ResBlock:
+        s = stride if i == 0 else 1
+        conv_b = nn.Conv3d(c_inner, c_inner, (1, 3, 3), (1, s, s), (0, 1, 1), bias=False)
+        c = c_in if i == 0 else c_out
+        return ResBlock(c, c_out, Bottleneck(c, c_inner, c_out, conv_b, kt), (1, s, s))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act_a(self.norm_a(self.conv_a(x)))
-        x = self.act_b(self.norm_b(self.conv_b(x)))
-        return self.norm_c(self.conv_c(x))
-
-
-class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_inner: int, c_out: int, kt: int, stride: int) -> None:
-        super().__init__()
-        shortcut = c_in != c_out or stride != 1
-        self.branch1_conv = nn.Conv3d(c_in, c_out, 1, (1, stride, stride), bias=False) if shortcut else None
-        self.branch1_norm = nn.BatchNorm3d(c_out) if shortcut else None
-        self.branch2 = Bottleneck(c_in, c_inner, c_out, kt, stride)
-        self.activation = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.branch2(x)
-        if self.branch1_conv is not None:
-            x = self.branch1_norm(self.branch1_conv(x))
-        return self.activation(x + y)
-
-
-class ResStage(nn.Module):
-    def __init__(self, depth: int, c_in: int, c_inner: int, c_out: int, kt: int, stride: int) -> None:
-        super().__init__()
-        self.res_blocks = nn.ModuleList([ResBlock(c_in if i == 0 else c_out, c_inner, c_out, kt,
-                                                  stride if i == 0 else 1) for i in range(depth)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.res_blocks:
-            x = block(x)
-        return x
+    return ResStage([block(i) for i in range(depth)])
 
 
 class FuseFastToSlow(nn.Module):
@@ -195,8 +161,8 @@ def create_slowfast(num_classes: int, frames: int, resolution: int, width: float
         base = 256 * 2 ** i
         stride = 1 if i == 0 else 2
         s_out, f_out = slow_ch(base), fast_ch(base // BETA_INV)
-        slow = ResStage(depth, s_in, slow_ch(base // 4), s_out, SLOW_CONV_A_T[i], stride)
-        fast = ResStage(depth, f_in, fast_ch(base // 4 // BETA_INV), f_out, 3, stride)
+        slow = res_stage(depth, s_in, slow_ch(base // 4), s_out, SLOW_CONV_A_T[i], stride)
+        fast = res_stage(depth, f_in, fast_ch(base // 4 // BETA_INV), f_out, 3, stride)
         last = i == len(STAGE_DEPTHS) - 1
         fuse = FUSION_RATIO * f_out
         blocks.append(Pathways(slow, fast, None if last else FuseFastToSlow(f_out, fuse)))
