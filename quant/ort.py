@@ -37,7 +37,13 @@ Recipe (:class:`OrtQuant`, chosen by :func:`ort_recipe`):
   ReLU output to its smallest candidate.
 - Layers kept float: ``exclude`` node names (``nodes_to_exclude``), from
   ``--ignore`` or the mixed-precision search (``quant.mixed``), which also reuses
-  one calibration for all its candidates (``calib_cache``).
+  one calibration for all its candidates (``calib_cache``); and on the CPU, by
+  rule (:func:`slow_int8_convs`), dense convolutions over at most 4 input channels
+  with more than one temporal tap: ONNX Runtime 1.32 runs them as QLinearConv far
+  slower than in fp32 - SlowFast's Fast stem (3 -> 8 channels, 5x7x7 kernel, 32
+  frames at 64 px): 75 ms int8 against 14 ms fp32 (ORT profiler, 2 threads), which
+  made the whole int8 model 1.7x slower than fp32 while every other conv was 2x
+  faster.  X3D's, R(2+1)D's and S3D's first convs are (1, k, k): not affected.
 - ``tensorrt=True``: TensorRT's explicit-quantization form - symmetric
   activations and weights (zero point 0, as TensorRT requires), per-channel
   weights, Q/DQ only on the inputs of Conv/Gemm/MatMul, full 8-bit range.
@@ -137,6 +143,28 @@ class _ClipReader:
         return len(self._clips)
 
 
+SLOW_CONV_REASON = ("dense conv over <= 4 input channels with more than one temporal tap: ONNX Runtime's "
+                    "QLinearConv runs it slower than fp32 (quant.ort)")
+
+
+def slow_int8_convs(src: str | Path) -> list[str]:
+    """Names of the Conv nodes of ``src`` kept float on the CPU (module doc): group 1, at most
+    4 input channels per group, a 3-D kernel whose temporal extent is above 1."""
+    import onnx
+
+    proto = onnx.load(str(src), load_external_data=False)
+    shapes = {i.name: tuple(i.dims) for i in proto.graph.initializer}
+    names = []
+    for node in proto.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        w = shapes.get(node.input[1], ())
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if len(w) == 5 and group == 1 and w[1] <= 4 and w[2] > 1:
+            names.append(node.name)
+    return names
+
+
 def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray], recipe: OrtQuant,
                   input_name: str, exclude: Sequence[str] = (), calib_cache: str | Path | None = None
                   ) -> dict[str, Any]:
@@ -167,7 +195,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
         extra["CalibPercentile"] = PERCENTILE
     if not recipe.quantize_outputs and recipe.op_types:
         extra["OpTypesToExcludeOutputQuantization"] = list(recipe.op_types)
-    excluded = list(dict.fromkeys(exclude))
+    by_rule = [] if recipe.quantize_outputs is False else slow_int8_convs(src)
+    excluded = list(dict.fromkeys([*exclude, *by_rule]))
     with tempfile.TemporaryDirectory(prefix="edgevid-ortq-") as tmp:
         cache = Path(calib_cache) if calib_cache is not None else None
         if recipe.method == "entropy" and (cache is None or not cache.is_file()):
@@ -186,6 +215,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
     notes = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()}
     notes.update(tool="onnxruntime.quantization.quantize_static", format="QDQ", calib_clips=len(clips),
                  float_nodes=len(excluded), excluded_nodes=list(exclude))
+    if by_rule:
+        notes["float_by_rule"] = {"nodes": by_rule, "why": SLOW_CONV_REASON}
     if recipe.method == "percentile":
         notes["percentile"] = PERCENTILE
     if recipe.method == "entropy":

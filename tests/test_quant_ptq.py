@@ -369,3 +369,17 @@ def test_tensorrt_int8_fidelity_measured_on_the_qdq_onnx(shipped64, realistic_mo
                           tmp_path / "art", calib=calib, gate=Gate(min_sqnr_db=-math.inf))
     assert art.status == "unbuilt" and art.fidelity["clips"] == 3
     assert art.fidelity["measured_with"].startswith("onnxruntime CPU") and art.fidelity["sqnr_db"] > 0
+
+
+@pytest.mark.parametrize("name, expected", [("slowfast_r50", ["/blocks.0/multipathway_blocks.1/conv/Conv"]),
+                                            ("x3d_xs", []), ("r2plus1d_18", []), ("s3d", [])])
+def test_convs_ort_runs_slower_in_int8_stay_float_by_rule(name, expected, tmp_path):
+    """Only a dense conv over <= 4 channels with temporal taps (SlowFast's Fast stem, 5x7x7 on RGB)."""
+    from edge.models import create_model
+    from edge.core.variant import Variant
+    from quant.ort import slow_int8_convs
+    from targets.export import export_onnx
+
+    v = Variant(name, frames=8, resolution=32)
+    path = export_onnx(create_model(v, num_classes=4), v.input_shape, tmp_path / "m.onnx").path
+    assert slow_int8_convs(path) == expected
