@@ -152,8 +152,9 @@ def compile_variant(variant: Variant, target: str, out_dir: str | Path, ckpt: st
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     art = Artifact.read(out_dir)
-    if ckpt_notes:
-        art = art.with_(notes={**art.notes, **ckpt_notes}).write()
+    sampling = getattr(model, "input_sampling", None)  # how a network splits its one clip (SlowFast's pathways)
+    if ckpt_notes or sampling:
+        art = art.with_(notes={**art.notes, **ckpt_notes, **({"input_sampling": sampling} if sampling else {})}).write()
     ref = onnx_reference(source) if isinstance(source, Path) else torch_reference(model)
     if art.status == "ok" and tgt.available():
         art = art.with_(notes={**art.notes, "check": parity_check(tgt.load(art), ref)}).write()

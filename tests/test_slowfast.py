@@ -56,3 +56,13 @@ def test_clips_shorter_than_alpha_still_have_one_slow_frame(frames: int) -> None
     with torch.no_grad():
         out = model(torch.randn(1, 3, frames, 32, 32))
     assert out.shape == (1, 3) and np.isfinite(out.numpy()).all()
+
+
+def test_the_artifact_records_which_frames_each_pathway_sees(tmp_path):
+    from edge.compile import compile_variant
+    from edge.core.variant import Variant
+
+    art = compile_variant(Variant("slowfast_r50", frames=16, resolution=32), "onnxruntime", tmp_path / "art")
+    assert art.input.shape == (1, 3, 16, 32, 32)  # one video input
+    assert art.notes["input_sampling"] == {"fast": "all 16 frames",
+                                           "slow": "frames [0, 8] (every 8th, from frame 0)"}

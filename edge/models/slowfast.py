@@ -6,7 +6,8 @@ One clip in, both pathways inside the graph: the input (B, 3, T, H, W) is the Fa
 pathway's clip (T = 32 by default); the Slow pathway takes every ``alpha``-th frame
 of it, ``x[:, :, ::8]`` (frames 0, 8, 16, 24), the frames the stride-8 fusion conv is
 centred on.  So an artifact has one video input like every other model, and the
-pathway sampling is part of the network.  (PyTorchVideo's ``PackPathway`` transform
+pathway sampling is part of the network (``model.input_sampling``, which ``edge.compile``
+records in artifact.json ``notes.input_sampling``).  (PyTorchVideo's ``PackPathway`` transform
 picks ``linspace(0, T - 1, T / alpha)`` instead - 0, 10, 20, 31 - a different, not
 evenly spaced, sampling; feed our model's two tensors to PyTorchVideo's to compare.)
 
@@ -172,7 +173,11 @@ def create_slowfast(num_classes: int, frames: int, resolution: int, width: float
     sp = (min(HEAD_POOL[0], side), min(HEAD_POOL[1], side))
     blocks.append(PoolConcat((t_slow, *sp), (frames, *sp)))
     blocks.append(Head(s_in + f_in, num_classes, dropout))
-    return SlowFast(blocks)
+    model = SlowFast(blocks)
+    # recorded in artifact.json by edge.compile: which frames of the one input clip each pathway sees
+    model.input_sampling = {"fast": f"all {frames} frames",
+                            "slow": f"frames {list(range(0, frames, ALPHA))} (every {ALPHA}th, from frame 0)"}
+    return model
 
 
 def slowfast_r50(num_classes: int = 400, frames: int = 32, resolution: int = 224, width: float = 1.0) -> nn.Module:
