@@ -32,12 +32,14 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of ``model(torch.zeros(input_shape))`` in eval mode."""
+    """Multiply-adds of ``model(torch.zeros(input_shape))`` in eval mode, on the model's
+    device (a model built under ``torch.device("meta")`` is counted without computing)."""
     was_training = model.training
     model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(input_shape))
+            model(torch.zeros(input_shape, device=device))
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2

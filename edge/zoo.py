@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import torch
+
 from edge.flops import complexity
 from edge.models import MODELS, create_model, model_info
 from edge.models.registry import variant as zoo_variant
@@ -14,7 +16,9 @@ def zoo_table(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     for name in names or MODELS:
         info = model_info(name)
         variant = zoo_variant(name)
-        c = complexity(create_model(variant), variant.input_shape)
+        with torch.device("meta"):  # shapes only: counted without allocating or computing
+            model = create_model(variant)
+        c = complexity(model, variant.input_shape)
         rows.append({"name": name, "family": info.family, "params": c.params, "gflops": round(c.gflops, 4),
                      "input_shape": list(variant.input_shape), "num_classes": info.num_classes,
                      "description": info.description, "published": info.published})
