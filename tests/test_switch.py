@@ -409,7 +409,10 @@ def test_steps_down_under_injected_cpu_load_and_back_up(x3d_arts, tmp_path):
     assert used[10:30].count("b") >= 12, timeline  # unloaded: mostly b
     downs = [r.decision for r in results if r.decision.reason == "down" and 30 <= r.decision.index < 80]
     assert downs and "a" in {name[d.config] for d in downs}, timeline
-    assert used[60:80].count("a") >= 15, timeline  # loaded: a
+    # loaded: a, but for the switcher's probes back up to b (3 clips each, one every ~15: a 20-clip
+    # window can hold two), and never c
+    loaded = used[35:80]
+    assert loaded.count("a") >= 0.7 * len(loaded) and "c" not in loaded, timeline
     ups = [r.decision for r in results if r.decision.reason == "up" and r.decision.index >= 80]
     assert ups and name[ups[0].config] == "b", timeline
     assert used[120:].count("b") >= 20, timeline  # unloaded again: mostly b
