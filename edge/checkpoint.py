@@ -133,18 +133,21 @@ def atomic_save(payload: object, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def variant_for(model: str, ckpt: str | Path | None, width: float | None = None, resolution: int | None = None,
-                frames: int | None = None, precision: str = "fp32", prune: float = 0.0) -> Variant:
+def variant_for(model: str, ckpt: str | Path | Checkpoint | None, width: float | None = None,
+                resolution: int | None = None, frames: int | None = None, precision: str = "fp32",
+                prune: float = 0.0, where: str | Path | None = None) -> Variant:
     """The variant a command works on: what the flags give; what they leave open (None
-    or 0) from the checkpoint's own configuration when ``ckpt`` is given (the
-    MutualNet checkpoint: w1.0-r128-f8), else from the zoo model's defaults.
-    ``BadInput`` when ``ckpt`` holds another model."""
+    or 0) from the checkpoint's own configuration when ``ckpt`` (a path, or a
+    :class:`Checkpoint` already loaded) is given - the MutualNet checkpoint:
+    w1.0-r128-f8 - else from the zoo model's defaults.  ``BadInput`` naming ``where``
+    (default: the path) when ``ckpt`` holds another model."""
     from edge.models.registry import variant as zoo_variant
 
     if ckpt:
-        held = load_checkpoint(ckpt).variant
+        held = (ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)).variant
         if held.model != model:
-            raise BadInput(f"{ckpt}: checkpoint holds {held.model}, not {model}")
+            name = where or ("checkpoint" if isinstance(ckpt, Checkpoint) else ckpt)
+            raise BadInput(f"{name}: checkpoint holds {held.model}, not {model}")
         width, resolution, frames = width or held.width, resolution or held.resolution, frames or held.frames
     return zoo_variant(model, width=width or 1.0, resolution=resolution or None, frames=frames or None,
                        precision=precision, prune=prune)

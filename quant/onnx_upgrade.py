@@ -74,8 +74,9 @@ def modernize(proto: onnx.ModelProto, where: str, input_shape: Sequence[int] | N
 
 
 def _fix_input(proto: onnx.ModelProto, shape: tuple[int, ...], where: str, notes: list[str]) -> None:
-    inits = {i.name for i in proto.graph.initializer}
-    inputs = [v for v in proto.graph.input if v.name not in inits]
+    from quant.onnx_io import graph_inputs  # imports this module: at call time
+
+    inputs = graph_inputs(proto)
     if len(inputs) != 1:
         raise BadInput(f"{where}: --input-shape fixes a single input; the graph has {len(inputs)}: "
                        f"{', '.join(v.name for v in inputs)}")

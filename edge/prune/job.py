@@ -39,11 +39,11 @@ def prune_job(model_name: str, ckpt: str | None, ratio: float, out: str | Path, 
         raise BadInput(f"--epochs must be >= 0, got {epochs}")
     if recal_clips < 0:
         raise BadInput(f"--recal-clips must be >= 0, got {recal_clips}")
+    ck = load_checkpoint(ckpt) if ckpt else None
     # frames / crop default to the checkpoint's own configuration (else the model's)
-    variant = variant_for(model_name, ckpt, frames=frames, resolution=resolution)
+    variant = variant_for(model_name, ck, frames=frames, resolution=resolution, where=ckpt)
     family = model_info(model_name).family
-    if ckpt:
-        ck = load_checkpoint(ckpt)
+    if ckpt and ck is not None:
         if ck.meta.get("prune"):
             raise BadInput(f"{ckpt}: already pruned; prune the original checkpoint")
         num_classes = ck.num_classes
