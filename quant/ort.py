@@ -37,13 +37,15 @@ Recipe (:class:`OrtQuant`, chosen by :func:`ort_recipe`):
   ReLU output to its smallest candidate.
 - Layers kept float: ``exclude`` node names (``nodes_to_exclude``), from
   ``--ignore`` or the mixed-precision search (``quant.mixed``), which also reuses
-  one calibration for all its candidates (``calib_cache``); and on the CPU, by
-  rule (:func:`slow_int8_convs`), dense convolutions over at most 4 input channels
+  one calibration for all its candidates (``calib_cache``); and on the CPU target, by
+  rule (:func:`slow_int8_convs`, ``QuantSettings.speed_rules``), dense convolutions over at most 4 input channels
   with more than one temporal tap: ONNX Runtime 1.32 runs them as QLinearConv far
   slower than in fp32 - SlowFast's Fast stem (3 -> 8 channels, 5x7x7 kernel, 32
   frames at 64 px): 75 ms int8 against 14 ms fp32 (ORT profiler, 2 threads), which
   made the whole int8 model 1.7x slower than fp32 while every other conv was 2x
-  faster.  X3D's, R(2+1)D's and S3D's first convs are (1, k, k): not affected.
+  faster; a 3x3x3 conv 3 -> 16 in a toy chain made int8 2x slower than fp32 (16 vs
+  8 ms), 7.8 ms with it float.  X3D's, R(2+1)D's and S3D's first convs are (1, k, k):
+  not affected.
 - ``tensorrt=True``: TensorRT's explicit-quantization form - symmetric
   activations and weights (zero point 0, as TensorRT requires), per-channel
   weights, Q/DQ only on the inputs of Conv/Gemm/MatMul, full 8-bit range.
@@ -166,12 +168,14 @@ def slow_int8_convs(src: str | Path) -> list[str]:
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray], recipe: OrtQuant,
-                  input_name: str, exclude: Sequence[str] = (), calib_cache: str | Path | None = None
-                  ) -> dict[str, Any]:
+                  input_name: str, exclude: Sequence[str] = (), calib_cache: str | Path | None = None,
+                  speed_rules: bool = False) -> dict[str, Any]:
     """Write the int8 QDQ model of ``src`` to ``dst``, calibrated on ``clips``
     ((1, 3, T, H, W) float32 each); returns the notes recorded in artifact.json.
 
     exclude: ONNX node names kept float (ORT ``nodes_to_exclude``).
+    speed_rules: also keep float the nodes of :func:`slow_int8_convs` (what the CPU
+    target deploys; off for error measurements such as ``quant.sensitivity``).
     calib_cache: tensor-range cache (ORT's JSON); reused when the file exists,
     written otherwise, so repeated quantizations of one model calibrate once.
     """
@@ -195,7 +199,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, clips: Sequence[np.ndarray],
         extra["CalibPercentile"] = PERCENTILE
     if not recipe.quantize_outputs and recipe.op_types:
         extra["OpTypesToExcludeOutputQuantization"] = list(recipe.op_types)
-    by_rule = [] if recipe.quantize_outputs is False else slow_int8_convs(src)
+    by_rule = slow_int8_convs(src) if speed_rules else []
     excluded = list(dict.fromkeys([*exclude, *by_rule]))
     with tempfile.TemporaryDirectory(prefix="edgevid-ortq-") as tmp:
         cache = Path(calib_cache) if calib_cache is not None else None

@@ -19,6 +19,8 @@
 - ``calib_cache``: ORT calibration-range cache file (JSON): written by the first
   quantization, reused by later ones over the same ONNX model, recipe and clips
   (the mixed-precision search calibrates once).  onnxruntime only.
+- ``speed_rules``: keep float the convs ONNX Runtime's CPU EP runs slower in int8
+  than in fp32 (``quant.ort.slow_int8_convs``; default on).  onnxruntime only.
 
 No torch.
 """
@@ -40,6 +42,7 @@ class QuantSettings:
     subset_size: int | None = None
     calib_cache: str | None = None
     max_drop: float | None = None
+    speed_rules: bool = True
 
     def __post_init__(self) -> None:
         if self.max_drop is not None and not 0.0 <= self.max_drop <= 1.0:

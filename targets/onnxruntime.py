@@ -217,6 +217,7 @@ def quantize_qdq(path: Path, spec_in: Any, calib: Iterable[np.ndarray] | None, t
     path.rename(fp32)
     try:
         return quantize_onnx(fp32, path, clips, ort_recipe(method, tensorrt=tensorrt), spec_in.name,
-                             exclude=exclude, calib_cache=settings.calib_cache)
+                             exclude=exclude, calib_cache=settings.calib_cache,
+                             speed_rules=settings.speed_rules and not tensorrt)
     finally:
         fp32.unlink(missing_ok=True)

@@ -79,7 +79,9 @@ def export(model: nn.Module, path) -> str:
 
 
 def runtime(name: str):
-    target = get_target(name, TargetOptions(threads=1))
+    # Chain's c1 (3x3x3 on RGB) is a conv onnxruntime's speed rule keeps float; the search tests need
+    # every layer quantizable (the rule itself: test_ort_speed_rule_keeps_an_rgb_3d_conv_float)
+    target = get_target(name, TargetOptions(threads=1, quant=QuantSettings(speed_rules=False)))
     if not target.available():
         pytest.skip(target.unavailable_reason())
     return target
@@ -184,7 +186,8 @@ def test_ort_ignore_keeps_nodes_float(tmp_path):
     cal = calib_set(4)
     arts = {}
     for name, exclude in (("all", ()), ("ignored", ("/c2/Conv", "Gemm"))):
-        target = get_target("onnxruntime", TargetOptions(threads=1, quant=QuantSettings(exclude=exclude)))
+        target = get_target("onnxruntime", TargetOptions(threads=1, quant=QuantSettings(exclude=exclude,
+                                                                                       speed_rules=False)))
         arts[name] = target.compile(model, TOY, tmp_path / name, calib=cal)
     weights_q = {k: {n.input[0] for n in onnx.load(str(a.model_path)).graph.node if n.op_type == "DequantizeLinear"}
                  for k, a in arts.items()}
@@ -387,3 +390,15 @@ def test_with_labelled_clips_the_floor_is_the_top1_drop(tmp_path):
         compile_mixed(target, Chain("activation"), TOY, tmp_path / "bad", calib, 0.99, max_candidates=4,
                       rounds=1, runs=1, max_drop=-1.0)
     assert Artifact.read(tmp_path / "bad").status == "failed"
+
+
+def test_ort_speed_rule_keeps_an_rgb_3d_conv_float(tmp_path):
+    """By default the onnxruntime target keeps Chain's c1 float (quant.ort.slow_int8_convs) and says so."""
+    onnx_path = export(Chain(), tmp_path / "chain.onnx")
+    on = get_target("onnxruntime", TargetOptions(threads=1))
+    art = on.compile(onnx_path, TOY.with_(precision="int8"), tmp_path / "on", calib=calib_set())
+    assert art.notes["quant"]["float_by_rule"]["nodes"] == ["/c1/Conv"]
+    assert art.notes["quant"]["float_nodes"] == 1 and art.notes["quant"]["excluded_nodes"] == []
+    off = get_target("onnxruntime", TargetOptions(threads=1, quant=QuantSettings(speed_rules=False)))
+    art = off.compile(onnx_path, TOY.with_(precision="int8"), tmp_path / "off", calib=calib_set())
+    assert "float_by_rule" not in art.notes["quant"] and art.notes["quant"]["float_nodes"] == 0
