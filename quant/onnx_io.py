@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 
 from edge.core.errors import BadInput
 from quant.messages import first_line
-from quant.onnx_upgrade import modernize
+from quant.onnx_upgrade import graph_inputs, modernize
 from quant.spec import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -64,12 +64,6 @@ def _spec(value: onnx.ValueInfoProto) -> TensorSpec:
 def initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     """Every initializer of the main graph as a numpy array, by name."""
     return {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-
-
-def graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    """Real inputs (initializers listed as inputs by old exporters left out)."""
-    inits = {i.name for i in proto.graph.initializer}
-    return [v for v in proto.graph.input if v.name not in inits]
 
 
 def io_specs(proto: onnx.ModelProto, where: str | Path) -> tuple[TensorSpec, TensorSpec]:

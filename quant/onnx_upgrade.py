@@ -1,7 +1,8 @@
 """ONNX files from other exporters and older tools, brought to what the rest of edgevid
 reads (no torch, no runtime).
 
-API: ``modernize(proto, where, input_shape=None) -> (proto, notes)``:
+API: ``modernize(proto, where, input_shape=None) -> (proto, notes)``, and
+``graph_inputs(proto)`` / ``default_opset(proto)``:
 
 * initializers listed as graph inputs (IR version 3 and the exporters of that time)
   are dropped from the inputs, so that the real input is the only one;
@@ -29,6 +30,13 @@ from edge.core.errors import BadInput
 from quant.messages import first_line
 
 TARGET_OPSET = 17
+
+
+def graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Real inputs (initializers listed as inputs by old exporters left out); re-exported by
+    ``quant.onnx_io``."""
+    inits = {i.name for i in proto.graph.initializer}
+    return [v for v in proto.graph.input if v.name not in inits]
 
 
 def default_opset(proto: onnx.ModelProto) -> int:
@@ -74,8 +82,6 @@ def modernize(proto: onnx.ModelProto, where: str, input_shape: Sequence[int] | N
 
 
 def _fix_input(proto: onnx.ModelProto, shape: tuple[int, ...], where: str, notes: list[str]) -> None:
-    from quant.onnx_io import graph_inputs  # imports this module: at call time
-
     inputs = graph_inputs(proto)
     if len(inputs) != 1:
         raise BadInput(f"{where}: --input-shape fixes a single input; the graph has {len(inputs)}: "
