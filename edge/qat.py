@@ -31,6 +31,7 @@ from quant.qat import TARGET_SCHEME, GraphNet, QatConfig, finetune, qat_graph
 from targets.lowering import lower
 from targets.lowering.batchnorm import fold_batchnorm
 from targets.lowering.graph import Graph
+from targets.fpga import POW2_METHOD
 from targets.opset import FPGA_OPSET
 from targets.registry import TargetOptions, get_target
 
@@ -56,8 +57,6 @@ def prepare(source: onnx.ModelProto, target: str, hard_activations: bool = True,
     return GraphNet(qat_graph(source, scheme, fold_bn=fold_bn), scheme, method, rounding)
 
 
-# as targets.fpga maps CalibSet methods
-POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse", "histogram": "mse"}
 
 
 def qat_job(model: str, target: str, data: str, out: str | Path, *, ckpt: str | None = None,

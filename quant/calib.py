@@ -34,8 +34,8 @@ DEFAULT_HELD_OUT_CLIPS = 16
 SPLIT_SEED = 0
 # calibration method per target when none is asked for (benchmarks.studies.calib_size: on onnxruntime
 # percentile ranges keep int8 closer to fp32 - agreement 0.96 vs 0.94, real-video cosine 0.91 vs 0.88;
-# on OpenVINO and LiteRT the error-minimising histogram ranges - logit SQNR 23-27 dB against 10-15 dB
-# with min/max on the shipped checkpoint - where percentile ranges lose fidelity on OpenVINO)
+# on OpenVINO and LiteRT the error-minimising histogram ranges: logit SQNR 23-27 dB against 10-15 dB with
+# min/max on the shipped checkpoint, while percentile ranges lose fidelity on OpenVINO)
 DEFAULT_METHODS: dict[str, str] = {"onnxruntime": "percentile", "openvino": "histogram", "tflite": "histogram"}
 
 

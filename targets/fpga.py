@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 PRECISIONS = ("fp32", "int8")
 INT8_DEVICES = ("sim", "ort")
-_POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse", "histogram": "mse"}
+# CalibSet method -> the pow2 range rule (quant.pow2); edge.qat uses the same
+POW2_METHOD = {"minmax": "maxabs", "percentile": "mse", "entropy": "mse", "histogram": "mse"}
 _SHOWN_REASONS = 12
 
 
@@ -194,7 +195,7 @@ def _calibration(calib: Iterable[np.ndarray] | None, variant: "Variant") -> tupl
     check_clips(clips, variant.input_shape, getattr(calib, "path", "calibration clips"))
     if not clips:
         raise BadInput("fpga int8: no calibration clips")
-    return clips, _POW2_METHOD.get(method if isinstance(calib, CalibSet) else "percentile", "mse")
+    return clips, POW2_METHOD.get(method if isinstance(calib, CalibSet) else "percentile", "mse")
 
 
 def _quantize(lowered: Any, clips: list[np.ndarray], method: str) -> tuple[Any, dict[str, Any]]:
